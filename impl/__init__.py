@@ -1,0 +1,1 @@
+"""reprobench: reference and optimized ML building blocks, measured against their documents."""

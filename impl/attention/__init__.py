@@ -1,0 +1,1 @@
+"""attention components; each module registers one component with impl.registry."""

@@ -1,0 +1,1 @@
+"""Claims ledger, experiments, verdict rules and the report writer."""

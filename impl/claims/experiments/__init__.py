@@ -1,0 +1,1 @@
+"""Experiments, one module per family; each function is registered with @experiment(ID)."""

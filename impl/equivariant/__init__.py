@@ -1,0 +1,1 @@
+"""equivariant components; each module registers one component with impl.registry."""

@@ -1,0 +1,118 @@
+"""Peak memory: live tensor bytes tracked at the dispatcher, and the allocator's view.
+
+``peak_tensor_bytes`` counts the storages that tensors created *during* the call keep alive:
+a TorchDispatchMode sees every op's outputs, a weak reference per storage tells when it dies, and
+the peak of the running sum is the answer. It is deterministic, device-agnostic and works under
+FakeTensorMode (meta storages carry their byte size), so sizes that do not fit in memory can be
+measured too. Inputs and parameters that existed before the call are not counted. Memory that a
+kernel allocates internally and frees before returning (scratch buffers of fused kernels) is
+invisible here; the allocator cross-check covers that.
+"""
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+
+class StorageTracker(TorchDispatchMode):
+    """Tracks live bytes of storages first seen as op outputs while the mode is active."""
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict[int, tuple[StorageWeakRef, int]] = {}  # storage cdata -> (weakref, bytes)
+        self.known: set[int] = set()  # storages that existed before (inputs seen as arguments)
+        self.current = 0
+        self.peak = 0
+
+    def _sweep(self) -> None:
+        dead = [key for key, (ref, _) in self.live.items() if ref.expired()]
+        for key in dead:
+            self.current -= self.live.pop(key)[1]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        self._sweep()  # temporaries Python dropped since the last op are gone before this one runs
+        for value in tree_flatten((args, kwargs))[0]:
+            if isinstance(value, torch.Tensor):
+                key = StorageWeakRef(value.untyped_storage()).cdata
+                if key not in self.live:
+                    self.known.add(key)
+        out = func(*args, **kwargs)
+        for value in tree_flatten(out)[0]:
+            if isinstance(value, torch.Tensor):
+                storage = value.untyped_storage()
+                ref = StorageWeakRef(storage)
+                if ref.cdata not in self.live and ref.cdata not in self.known:
+                    nbytes = storage.nbytes()
+                    self.live[ref.cdata] = (ref, nbytes)
+                    self.current += nbytes
+        # Count the peak before freeing: an op's output and the inputs it consumed coexist.
+        self.peak = max(self.peak, self.current)
+        self._sweep()
+        return out
+
+
+@dataclass(frozen=True)
+class PeakMemory:
+    peak_bytes: int  # highest sum of live bytes of storages created during the call
+    retained_bytes: int  # bytes still alive when the call returned (outputs, saved state)
+
+
+def peak_tensor_bytes(fn: Callable[[], Any]) -> PeakMemory:
+    """Run ``fn()`` under the storage tracker and return its peak live tensor bytes."""
+    gc.collect()
+    tracker = StorageTracker()
+    with tracker:
+        result = fn()
+    tracker._sweep()
+    retained = tracker.current
+    del result
+    return PeakMemory(peak_bytes=tracker.peak, retained_bytes=retained)
+
+
+def fake_peak_tensor_bytes(make_call: Callable[[], Callable[[], Any]]) -> PeakMemory:
+    """Peak tensor bytes under FakeTensorMode: nothing is allocated, so any size can be measured.
+
+    ``make_call`` runs inside the fake mode and must build the module and inputs there (so they are
+    fake too) and return the zero-argument call to measure.
+    """
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=False):
+        call = make_call()
+        return peak_tensor_bytes(call)
+
+
+def allocator_peak_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu") -> int:
+    """The allocator's view of peak memory during ``fn()``, as a cross-check of the tensor tracker.
+
+    CUDA: torch.cuda.max_memory_allocated after a reset. CPU: the profiler's memory events
+    (profile_memory=True), whose running sum of allocations and frees gives the peak; unlike the
+    tensor tracker this includes kernel scratch buffers.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # Each event's self memory is the signed net bytes it allocated (ops) or freed ('[memory]'
+    # events outside any op); their running sum in start-time order approximates the live bytes.
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    current = peak = 0
+    for event in events:
+        current += event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak

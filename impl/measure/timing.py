@@ -1,0 +1,79 @@
+"""Wall-clock timing on torch.utils.benchmark, and A/B ratios measured interleaved.
+
+torch.utils.benchmark.Timer already does warm-up, fixed thread counts and CUDA synchronisation;
+we add the A/B comparison: the two callables are timed in alternating rounds in one run, so a
+noisy neighbour or a frequency change hits both, and the ratio of their medians is what we report.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch.utils import benchmark
+
+DEFAULT_THREADS = 1  # benchmarks pin threads so figures compare across runs and machines
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_s: float  # median seconds per call
+    iqr_s: float  # interquartile range of the per-block means
+    samples: int  # number of measurement blocks
+    threads: int
+
+    @property
+    def median_ms(self) -> float:
+        return self.median_s * 1e3
+
+
+def _sync(device: torch.device | None) -> None:
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_callable(fn: Callable[[], Any], *, threads: int = DEFAULT_THREADS, min_run_time: float = 0.2,
+                  label: str = "", device: torch.device | str | None = None) -> Timing:
+    """Median and IQR of ``fn()`` with torch.utils.benchmark (warm-up included, CUDA-synchronised)."""
+    device = torch.device(device) if device is not None else None
+    fn()  # warm-up outside the timer: first-call allocations, lazy init, compile
+    _sync(device)
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, label=label)
+    measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    return Timing(median_s=measurement.median, iqr_s=measurement.iqr, samples=len(measurement.times),
+                  threads=threads)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    baseline: Timing
+    candidate: Timing
+
+    @property
+    def speedup(self) -> float:
+        """baseline time / candidate time (> 1: the candidate is faster)."""
+        return self.baseline.median_s / self.candidate.median_s
+
+
+def compare_interleaved(baseline: Callable[[], Any], candidate: Callable[[], Any], *, rounds: int = 5,
+                        threads: int = DEFAULT_THREADS, min_run_time: float = 0.1,
+                        device: torch.device | str | None = None) -> Comparison:
+    """Time two callables in alternating rounds (A B A B ...) and compare their medians."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    device = torch.device(device) if device is not None else None
+    times: dict[str, list[float]] = {"a": [], "b": []}
+    for fn in (baseline, candidate):  # warm both before the first measured round
+        fn()
+    _sync(device)
+    for _ in range(rounds):
+        for key, fn in (("a", baseline), ("b", candidate)):
+            timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+            times[key].extend(timer.blocked_autorange(min_run_time=min_run_time).times)
+
+    def summarise(values: list[float]) -> Timing:
+        q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+        return Timing(median_s=statistics.median(values), iqr_s=q[2] - q[0], samples=len(values), threads=threads)
+
+    return Comparison(baseline=summarise(times["a"]), candidate=summarise(times["b"]))

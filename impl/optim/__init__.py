@@ -1,0 +1,1 @@
+"""optim components; each module registers one component with impl.registry."""

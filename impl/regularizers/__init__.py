@@ -1,0 +1,1 @@
+"""regularizers components; each module registers one component with impl.registry."""

@@ -1,0 +1,1 @@
+"""rotary components; each module registers one component with impl.registry."""
