@@ -1,0 +1,81 @@
+"""The checks behind the generic suite, as plain functions so a test can also aim them at a
+deliberately broken implementation and watch them fail."""
+from __future__ import annotations
+
+import shlex
+
+import torch
+
+from impl.registry import ComponentSpec, Implementations, SampleInput, make_generator
+
+
+def as_tuple(out) -> tuple[torch.Tensor, ...]:
+    if isinstance(out, torch.Tensor):
+        return (out,)
+    if isinstance(out, (tuple, list)):
+        return tuple(t for t in out if isinstance(t, torch.Tensor))
+    raise TypeError(f"component returned {type(out).__name__}; expected a Tensor or a tuple of Tensors")
+
+
+def rerun_hint(test: str, spec: ComponentSpec, dtype: torch.dtype, size: int) -> str:
+    case = f"{spec.name}-cpu-{str(dtype).replace('torch.', '')}-{spec.size_name}={size}"
+    return f"rerun: pytest suites/properties/test_generic.py -k {shlex.quote(f'{test} and {case}')}"
+
+
+def case_message(spec: ComponentSpec, sample: SampleInput, dtype, size: int, seed: int, test: str) -> str:
+    return (f"{spec.name} [{str(dtype)}, {spec.size_name}={size}, seed={seed}] on {sample.summary()}\n"
+            f"{rerun_hint(test, spec, dtype, size)}")
+
+
+def build(spec: ComponentSpec, dtype: torch.dtype, seed: int, device="cpu") -> tuple[Implementations, torch.Generator]:
+    generator = make_generator(seed)
+    return spec.build(spec.config(), torch.device(device), dtype, generator), generator
+
+
+def assert_matches_reference(spec: ComponentSpec, impls: Implementations, sample: SampleInput, dtype, *,
+                             context: str = "") -> None:
+    """Forward outputs of optimized equal the reference's within the spec's tolerance."""
+    tol = spec.tolerances[dtype]
+    with torch.no_grad():
+        expected = as_tuple(impls.reference(*sample.args, **sample.kwargs))
+        actual = as_tuple(impls.optimized(*sample.args, **sample.kwargs))
+    assert len(expected) == len(actual), f"reference returned {len(expected)} tensors, optimized {len(actual)}\n{context}"
+    for i, (e, a) in enumerate(zip(expected, actual)):
+        torch.testing.assert_close(a, e, atol=tol.atol, rtol=tol.rtol, equal_nan=False,
+                                   msg=lambda m, i=i: f"output {i}: {m}\n{context}")
+
+
+def _requires_grad_copy(sample: SampleInput) -> SampleInput:
+    args = tuple(a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                 for a in sample.args)
+    return SampleInput(args, dict(sample.kwargs), sample.name)
+
+
+def gradients(fn, sample: SampleInput, weights: list[torch.Tensor] | None, generator: torch.Generator):
+    """Gradients of a fixed random projection of the outputs wrt float inputs and parameters."""
+    sample = _requires_grad_copy(sample)
+    outs = as_tuple(fn(*sample.args, **sample.kwargs))
+    if weights is None:
+        weights = [torch.randn(o.shape, dtype=o.dtype, device=o.device, generator=generator) for o in outs]
+    loss = sum((o * w).sum() for o, w in zip(outs, weights) if o.is_floating_point())
+    loss.backward()
+    grads = {f"input{i}": a.grad for i, a in enumerate(sample.args) if isinstance(a, torch.Tensor) and a.requires_grad}
+    if isinstance(fn, torch.nn.Module):
+        grads.update({f"param:{name}": p.grad for name, p in fn.named_parameters() if p.requires_grad})
+        fn.zero_grad(set_to_none=True)
+    return grads, weights
+
+
+def assert_gradients_match(spec: ComponentSpec, impls: Implementations, sample: SampleInput, dtype, generator, *,
+                           context: str = "") -> None:
+    tol = spec.tolerances[dtype]
+    expected, weights = gradients(impls.reference, sample, None, generator)
+    actual, _ = gradients(impls.optimized, sample, weights, generator)
+    assert expected.keys() == actual.keys(), f"gradient sets differ: {sorted(expected)} vs {sorted(actual)}\n{context}"
+    for key in expected:
+        e, a = expected[key], actual[key]
+        if e is None and a is None:
+            continue
+        assert (e is None) == (a is None), f"{key}: gradient present in only one implementation\n{context}"
+        torch.testing.assert_close(a, e, atol=tol.atol * 10, rtol=tol.rtol * 10,
+                                   msg=lambda m, key=key: f"gradient {key}: {m}\n{context}")
