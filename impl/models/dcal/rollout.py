@@ -1,0 +1,134 @@
+"""Attention rollout for GLCA — DCAL-05 (cost), DCAL-11 (what GLCA needs from it).
+
+Source: "Dual Cross-Attention Model Optimizations" (001_128d0a2e45dbf7cd.txt), §2: rollout is
+"matrix multiplications across all layers: O(L × N³)", computed for every GLCA forward pass.
+
+Formula (Abnar & Zuidema 2020, as DCAL uses it): per layer l, fuse heads by their mean, add the
+residual and renormalise rows, Ā_l = rownorm((mean_h A_l + I) / 2); the rollout is the product
+R = Ā_L Ā_{L-1} … Ā_1, a row-stochastic (B, N, N) matrix.
+
+Reference: the full matrix product exactly as the common implementation writes it (start from the
+identity, `result = a @ result` per layer): L + 1 products of N × N matrices, O(L·N³).
+Optimized: GLCA only ever reads the CLS row of R (which patches the class token accumulates), and
+e₀ᵀR = (((e₀ᵀĀ_L) Ā_{L-1}) … Ā_1) is a chain of vector–matrix products, O(L·H·N²) — the same cost
+as reading the attention maps once. The head mean, the residual and the row normalisation are folded
+into the vector: with row sums s = (rowsum(mean_h A) + 1) / 2 and w = r / s,
+r Ā = (Σ_h wᵀA_h / H + w) / 2, so no N × N matrix is ever formed.
+Both take the stacked maps (L, B, H, N, N) (or a list of L maps (B, H, N, N)) and return the CLS
+row (B, N); `attention_rollout_full` returns all of R for the properties (rows sum to 1, I ↦ I).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from impl.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, Tolerance, register
+
+
+def stack_attentions(attentions) -> torch.Tensor:
+    """Validate and stack per-layer attention maps into (L, B, H, N, N)."""
+    if isinstance(attentions, (list, tuple)):
+        if len(attentions) == 0:
+            raise ValueError("attentions is empty: need at least one layer of shape [batch, heads, N, N]")
+        for i, a in enumerate(attentions):
+            if not isinstance(a, torch.Tensor) or a.dim() != 4:
+                raise ValueError(f"attentions[{i}] must be a tensor of shape [batch, heads, N, N], got "
+                                 f"{tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__}")
+        if len({a.shape for a in attentions}) != 1:
+            raise ValueError(f"attentions: every layer must have the same shape, got {[tuple(a.shape) for a in attentions]}")
+        attentions = torch.stack(list(attentions))
+    if not isinstance(attentions, torch.Tensor):
+        raise TypeError(f"attentions must be a tensor [L, batch, heads, N, N] or a list of [batch, heads, N, N], "
+                        f"got {type(attentions).__name__}")
+    if attentions.dim() != 5:
+        raise ValueError(f"attentions must have shape [L, batch, heads, N, N] (rank 5), got {tuple(attentions.shape)}")
+    if attentions.shape[-1] != attentions.shape[-2]:
+        raise ValueError(f"attentions must be square in the last two dims [.., N, N], got {tuple(attentions.shape)}")
+    if min(attentions.shape) == 0:
+        raise ValueError(f"attentions has an empty dimension: {tuple(attentions.shape)}")
+    if not attentions.is_floating_point():
+        raise TypeError(f"attentions must be floating, got {attentions.dtype}")
+    return attentions
+
+
+def attention_rollout_full(attentions) -> torch.Tensor:
+    """Reference: the full rollout matrix R (B, N, N), as the usual loop writes it. O(L·N³)."""
+    attentions = stack_attentions(attentions)
+    _, b, _, n, _ = attentions.shape
+    eye = torch.eye(n, dtype=attentions.dtype, device=attentions.device)
+    result = eye.expand(b, n, n)
+    for attn in attentions:  # layer 1 first, so the last layer ends up leftmost
+        fused = attn.mean(dim=1)  # (B, N, N) head fusion "mean"
+        a = (fused + eye) / 2  # residual connection
+        a = a / a.sum(dim=-1, keepdim=True)
+        result = a @ result
+    return result
+
+
+def rollout_cls_reference(attentions) -> torch.Tensor:
+    """CLS row of the full product: (B, N)."""
+    return attention_rollout_full(attentions)[:, 0]
+
+
+def rollout_cls_optimized(attentions) -> torch.Tensor:
+    """CLS row as a vector chain, e₀ᵀĀ_L … Ā_1 — O(L·H·N²), no N × N product. (B, N)."""
+    attentions = stack_attentions(attentions)
+    depth, b, h, n, _ = attentions.shape
+    row = torch.zeros(b, n, dtype=attentions.dtype, device=attentions.device)
+    row[:, 0] = 1.0
+    for layer in range(depth - 1, -1, -1):  # a loop over layers (L ≈ 12), never over tokens
+        attn = attentions[layer]  # (B, H, N, N)
+        scale = (attn.sum(dim=-1).mean(dim=1) + 1) / 2  # row sums of (mean_h A + I)/2, (B, N)
+        w = row / scale
+        # Σ_h wᵀ A_h as one batched vector–matrix product over the (H·N) rows.
+        mixed = torch.bmm(w.repeat(1, h).unsqueeze(1), attn.reshape(b, h * n, n)).squeeze(1)  # (B, N)
+        row = (mixed / h + w) / 2
+    return row
+
+
+def random_attentions(depth: int, batch: int, heads: int, n: int, *, dtype=torch.float32, device="cpu",
+                      generator: torch.Generator | None = None, sharpness: float = 2.0) -> torch.Tensor:
+    """Softmax-normalised random maps (L, B, H, N, N), rows summing to 1 like real attention."""
+    logits = torch.randn(depth, batch, heads, n, n, dtype=dtype, device=device, generator=generator)
+    return (sharpness * logits).softmax(dim=-1)
+
+
+def _sample_inputs(n, device, dtype, generator):
+    return [
+        SampleInput((random_attentions(3, 2, 2, n, dtype=dtype, device=device, generator=generator),), name="L3_B2_H2"),
+        SampleInput((random_attentions(1, 1, 3, n, dtype=dtype, device=device, generator=generator),), name="L1_B1_H3"),
+    ]
+
+
+def _error_inputs(device, dtype, generator):
+    good = random_attentions(2, 1, 2, 5, dtype=dtype, device=device, generator=generator)
+    return [
+        ErrorInput(SampleInput((good[0],), name="rank4"), ValueError, r"attentions must have shape \[L, batch"),
+        ErrorInput(SampleInput((good[..., :4],), name="not_square"), ValueError, r"attentions must be square"),
+        ErrorInput(SampleInput(([good[0], good[1, :, :, :4, :4]],), name="layer_mismatch"), ValueError,
+                   r"every layer must have the same shape"),
+        ErrorInput(SampleInput(([],), name="no_layers"), ValueError, r"attentions is empty"),
+        ErrorInput(SampleInput((good.long(),), name="int_maps"), TypeError, r"attentions must be floating"),
+    ]
+
+
+def _build(config, device, dtype, generator):
+    return Implementations(reference=rollout_cls_reference, optimized=rollout_cls_optimized)
+
+
+register(ComponentSpec(
+    name="models.dcal_rollout",
+    claims=("DCAL-05", "DCAL-11"),
+    description="attention rollout CLS row: reference full L·N³ matrix product, optimized L·N² vector chain",
+    build=_build,
+    sample_inputs=_sample_inputs,
+    error_inputs=_error_inputs,
+    test_sizes=(1, 2, 7, 17),
+    bench_sizes=(197, 393, 785),
+    size_name="N",
+    tolerances={torch.float64: Tolerance(1e-10, 1e-8),
+                torch.float32: Tolerance(1e-6, 1e-4)},
+    time_exponent={"reference": 3.0, "optimized": 2.0},
+    memory_exponent={"reference": 2.0, "optimized": 2.0},
+))
