@@ -120,6 +120,9 @@ class ComponentSpec:
     bench_sizes: tuple[int, ...] = (256, 512, 1024, 2048)  # sweep for pytest-benchmark / asv
     size_name: str = "n"  # what the size means (sequence length, tokens, parameters, ...)
     error_inputs: Callable[[torch.device, torch.dtype, torch.Generator], list[ErrorInput]] | None = None
+    # Inputs that fit bench_config (e.g. dim=768) when they differ from sample_inputs' (dim=32);
+    # None means sample_inputs already fits both configs. Use spec.inputs(..., bench=True).
+    bench_inputs: Callable[[int, torch.device, torch.dtype, torch.Generator], list[SampleInput]] | None = None
     tolerances: Mapping[torch.dtype, Tolerance] = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
     supports_backward: bool = True  # gradients of reference and optimized are compared
     # Expected log-log exponents in `size` of time and peak tensor bytes, per implementation,
@@ -153,6 +156,11 @@ class ComponentSpec:
 
     def expected_failure(self, test: str) -> ExpectedFailure | None:
         return next((xf for xf in self.expected_failures if xf.test == test), None)
+
+    def inputs(self, size: int, device, dtype, generator, *, bench: bool = False) -> list[SampleInput]:
+        """Samples for `size`: bench_inputs for the bench config where given, else sample_inputs."""
+        make = self.bench_inputs if (bench and self.bench_inputs is not None) else self.sample_inputs
+        return make(size, torch.device(device), dtype, generator)
 
     def config(self, overrides: Mapping[str, Any] | None = None, *, bench: bool = False) -> dict:
         base = dict(self.bench_config if (bench and self.bench_config is not None) else self.default_config)

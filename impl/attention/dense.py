@@ -40,6 +40,7 @@ register(ComponentSpec(
         "dropout_range": (dict(dim=TEST_DIM, num_heads=4, dropout=1.5), ValueError, r"dropout must be"),
     }),
     default_config=dict(dim=TEST_DIM, num_heads=4, dropout=0.0),
+    bench_inputs=token_samples(768),
     bench_config=dict(dim=768, num_heads=12, dropout=0.0),
     bench_sizes=(256, 512, 1024, 2048),
     time_exponent={"reference": 2.0, "optimized": 2.0},

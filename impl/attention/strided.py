@@ -92,6 +92,7 @@ register(ComponentSpec(
         "dim_not_divisible": (dict(stride=2, dim=TEST_DIM, num_heads=3), ValueError, r"divisible by num_heads"),
     }),
     default_config=dict(stride=3, dim=TEST_DIM, num_heads=4, dropout=0.0),
+    bench_inputs=token_samples(768),
     bench_config=dict(stride=4, dim=768, num_heads=12, dropout=0.0),
     test_sizes=(1, 2, 7, 12, 16),
     bench_sizes=(256, 512, 1024, 2048),

@@ -56,19 +56,20 @@ class Comparison:
         return self.baseline.median_s / self.candidate.median_s
 
 
-def compare_interleaved(baseline: Callable[[], Any], candidate: Callable[[], Any], *, rounds: int = 5,
-                        threads: int = DEFAULT_THREADS, min_run_time: float = 0.1,
-                        device: torch.device | str | None = None) -> Comparison:
-    """Time two callables in alternating rounds (A B A B ...) and compare their medians."""
+def time_interleaved(callables: dict[str, Callable[[], Any]], *, rounds: int = 5, threads: int = DEFAULT_THREADS,
+                     min_run_time: float = 0.1, device: torch.device | str | None = None) -> dict[str, Timing]:
+    """Time several callables in alternating rounds (A B C A B C ...), so drifts hit all alike."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
+    if not callables:
+        raise ValueError("callables is empty")
     device = torch.device(device) if device is not None else None
-    times: dict[str, list[float]] = {"a": [], "b": []}
-    for fn in (baseline, candidate):  # warm both before the first measured round
+    times: dict[str, list[float]] = {key: [] for key in callables}
+    for fn in callables.values():  # warm every callable before the first measured round
         fn()
     _sync(device)
     for _ in range(rounds):
-        for key, fn in (("a", baseline), ("b", candidate)):
+        for key, fn in callables.items():
             timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
             times[key].extend(timer.blocked_autorange(min_run_time=min_run_time).times)
 
@@ -76,4 +77,13 @@ def compare_interleaved(baseline: Callable[[], Any], candidate: Callable[[], Any
         q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
         return Timing(median_s=statistics.median(values), iqr_s=q[2] - q[0], samples=len(values), threads=threads)
 
-    return Comparison(baseline=summarise(times["a"]), candidate=summarise(times["b"]))
+    return {key: summarise(values) for key, values in times.items()}
+
+
+def compare_interleaved(baseline: Callable[[], Any], candidate: Callable[[], Any], *, rounds: int = 5,
+                        threads: int = DEFAULT_THREADS, min_run_time: float = 0.1,
+                        device: torch.device | str | None = None) -> Comparison:
+    """Time two callables in alternating rounds (A B A B ...) and compare their medians."""
+    timings = time_interleaved({"baseline": baseline, "candidate": candidate}, rounds=rounds, threads=threads,
+                               min_run_time=min_run_time, device=device)
+    return Comparison(baseline=timings["baseline"], candidate=timings["candidate"])

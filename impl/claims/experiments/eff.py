@@ -1,0 +1,256 @@
+"""EFF-01 (strided complexity) and the per-layer memory and speed tables EFF-07 / EFF-08.
+
+Source: "Efficient Attention Mechanisms" (004_7701952726fa4164.txt). The tables' rows are looked up
+in the registry by name, so a row becomes measurable the moment its component is registered
+(performer and mamba come with the efficient-attention family); a row whose component is missing
+is reported as not measured and does not enter the verdict.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from impl.attention.strided import strided_sdpa
+from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if, within_factor
+from impl.measure import compare_interleaved, count_flops, fake_peak_tensor_bytes, fit_exponent, peak_tensor_bytes, \
+    time_callable, time_interleaved
+from impl.registry import list_components, make_generator
+
+GiB = 1024 ** 3
+HEADS, HEAD_DIM = 12, 64  # the document's examples: dim 768, 12 heads
+
+
+def _qkv(n, generator, heads=HEADS, head_dim=HEAD_DIM, batch=1):
+    return [torch.randn(batch, heads, n, head_dim, generator=generator) for _ in range(3)]
+
+
+def _dense_masked_reference(q, k, v, stride):
+    from impl.attention.base import explicit_attention
+    from impl.attention.strided import strided_mask
+
+    return explicit_attention(q, k, v, strided_mask(q.shape[2], stride, q.device))
+
+
+@experiment("EFF-01")
+def strided_complexity(ctx: RunContext) -> Outcome:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g = make_generator(ctx.seed)
+    n_big = 1024 if ctx.quick else 4096
+    strides = (4,) if ctx.quick else (2, 4, 8)
+    measured: dict = {"n": n_big, "heads": HEADS, "head_dim": HEAD_DIM, "batch": 1, "pass": "forward, float32, attention core"}
+    flop_ok, time_ok = [], []
+    q, k, v = _qkv(n_big, g)
+    dense_flops = count_flops(lambda: F.scaled_dot_product_attention(q, k, v))
+    for stride in strides:
+        flops = count_flops(lambda: strided_sdpa(q, k, v, stride))
+        cmp = compare_interleaved(lambda: F.scaled_dot_product_attention(q, k, v), lambda: strided_sdpa(q, k, v, stride),
+                                  rounds=2 if ctx.quick else 3, min_run_time=0.05)
+        measured[f"flop_ratio_dense_over_strided_s{stride}"] = dense_flops / flops
+        measured[f"speedup_vs_dense_sdpa_s{stride}"] = cmp.speedup
+        measured[f"strided_ms_s{stride}"] = cmp.candidate.median_ms
+        measured[f"dense_sdpa_ms_s{stride}"] = cmp.baseline.median_ms
+        flop_ok.append(abs(dense_flops / flops - stride) <= 0.05 * stride)
+        time_ok.append(cmp.speedup >= 0.75 * stride)
+
+    # Scaling in n at stride 4: tensor peak (fake mode, up to 16k) and time (real, smaller sweep).
+    stride = 4
+    mem_sizes = (512, 1024, 2048, 4096) if ctx.quick else (1024, 2048, 4096, 8192, 16384)
+    peaks = {"strided optimized": [], "strided reference (masked dense)": [], "dense SDPA": []}
+    for n in mem_sizes:
+        def make(fn):
+            def make_call():
+                fq, fk, fv = [torch.empty(1, HEADS, n, HEAD_DIM) for _ in range(3)]
+                return lambda: fn(fq, fk, fv)
+            return make_call
+        peaks["strided optimized"].append(fake_peak_tensor_bytes(make(lambda a, b, c: strided_sdpa(a, b, c, stride))).peak_bytes)
+        peaks["strided reference (masked dense)"].append(fake_peak_tensor_bytes(make(lambda a, b, c: _dense_masked_reference(a, b, c, stride))).peak_bytes)
+        peaks["dense SDPA"].append(fake_peak_tensor_bytes(make(F.scaled_dot_product_attention)).peak_bytes)
+    mem_fits = {label: fit_exponent(mem_sizes, values) for label, values in peaks.items()}
+    time_sizes = (256, 512, 1024) if ctx.quick else (512, 1024, 2048, 4096)
+    times = []
+    for n in time_sizes:
+        tq, tk, tv = _qkv(n, g)
+        times.append(time_callable(lambda: strided_sdpa(tq, tk, tv, stride), min_run_time=0.05).median_s)
+    time_fit = fit_exponent(time_sizes, times)
+    measured["time_exponent_strided_optimized"] = time_fit.exponent
+    measured["time_exponent_r2"] = time_fit.r_squared
+    for label, fit in mem_fits.items():
+        measured[f"peak_exponent_{label.split(' (')[0].replace(' ', '_')}"] = fit.exponent
+    peak_ratio = peaks["strided reference (masked dense)"][-1] / peaks["strided optimized"][-1]
+    measured["peak_bytes_ratio_reference_over_optimized_at_max_n"] = peak_ratio
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for label, values in peaks.items():
+        axes[0].loglog(mem_sizes, [v / 2**20 for v in values], "o-", label=f"{label} (slope {mem_fits[label].exponent:.2f})")
+    axes[0].set(xlabel="n", ylabel="peak tensor MiB (forward, fp32)", title="tensor peak, 12 heads x 64, stride 4")
+    axes[0].legend(fontsize=7)
+    axes[1].loglog(time_sizes, [t * 1e3 for t in times], "o-", label=f"strided optimized (slope {time_fit.exponent:.2f})")
+    axes[1].set(xlabel="n", ylabel="ms (1 thread)", title="forward time")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(ctx.figure_path("eff01_strided_scaling.png"), dpi=90)
+    plt.close(fig)
+
+    # O(n²/stride) time: FLOPs fall by exactly `stride` and wall time by >= 0.75 x stride.
+    # O(n²/stride) memory: the optimized tensor peak never exceeds dense scores / stride (it is O(n)).
+    memory_ok = mem_fits["strided optimized"].exponent <= 2.0 + 0.15
+    verdict = combine(verdict_if(all(flop_ok)), verdict_if(all(time_ok)), verdict_if(memory_ok))
+    speedup4 = measured.get("speedup_vs_dense_sdpa_s4")
+    return Outcome(
+        verdict=verdict,
+        claimed="StridedAttention costs O(n²/stride) time and memory",
+        measured=measured,
+        rule="holds if, for every stride tested, dense/strided FLOPs = stride ±5% AND measured forward speedup over "
+             "dense SDPA >= 0.75 x stride AND the optimized tensor-peak exponent in n is <= 2.15; partial if some hold",
+        evidence=f"Attention core, batch 1, 12 heads x 64, fp32 forward, 1 thread, n={n_big}: folded-SDPA strided attention "
+                 f"is {speedup4:.2f}x faster than dense SDPA at stride 4 (FLOP bound 4x); tensor peak exponents: optimized "
+                 f"{mem_fits['strided optimized'].exponent:.2f}, masked-dense reference "
+                 f"{mem_fits['strided reference (masked dense)'].exponent:.2f} (FakeTensorMode sweep to n={mem_sizes[-1]}).",
+        figures=["eff01_strided_scaling.png"],
+    )
+
+
+# --- EFF-07 / EFF-08: the document's per-layer tables ---------------------------------------------
+
+MEMORY_ROWS = (  # (label, component, claimed GiB, n, config overrides)
+    ("Standard", "attention.dense", 1.5, 1024, {}),
+    ("Strided", "attention.strided", 0.4, 1024, {"stride": 4}),
+    ("Performer", "attention.performer", 0.2, 1024, {}),
+    ("Mamba", "attention.mamba", 0.15, 1024, {}),
+)
+SPEED_ROWS = (  # (label, component, claimed ms, n, config overrides)
+    ("Standard", "attention.dense", 50.0, 512, {}),
+    ("Strided", "attention.strided", 15.0, 512, {"stride": 4}),
+    ("Performer", "attention.performer", 80.0, 8192, {}),
+    ("Mamba", "attention.mamba", 60.0, 8192, {}),
+)
+
+
+def _registered():
+    return {spec.name: spec for spec in list_components("attention.*")}
+
+
+def _layer(spec, overrides, generator, which):
+    impls = spec.build(spec.config(overrides, bench=True), torch.device("cpu"), torch.float32, generator)
+    return getattr(impls, which)
+
+
+def _layer_input(spec, n, generator):
+    return spec.inputs(n, "cpu", torch.float32, generator, bench=True)[-1]  # batch-1 sample last
+
+
+@functools.lru_cache(maxsize=None)
+def _layer_peak(name: str, n: int, overrides_items: tuple, which: str, backward: bool) -> int:
+    """Peak live tensor bytes of one layer call (n=1024 fits, so real tensors are measured)."""
+    spec = _registered()[name]
+    g = make_generator(0)
+    layer = _layer(spec, dict(overrides_items), g, which)
+    sample = _layer_input(spec, n, g)
+    if backward:
+        return peak_tensor_bytes(lambda: layer(*sample.args, **sample.kwargs).sum().backward()).peak_bytes
+    with torch.no_grad():
+        return peak_tensor_bytes(lambda: layer(*sample.args, **sample.kwargs)).peak_bytes
+
+
+@experiment("EFF-07")
+def memory_per_layer(ctx: RunContext) -> Outcome:
+    registered = _registered()
+    measured, verdicts, missing = {"batch": 1, "dtype": "float32"}, [], []
+    for label, name, claimed_gib, n, overrides in MEMORY_ROWS:
+        if name not in registered:
+            missing.append(label)
+            measured[f"{label}_status"] = "not-implemented"
+            continue
+        key = tuple(sorted(overrides.items()))
+        row = {f"{which}_{'fwd_bwd' if bwd else 'fwd'}": _layer_peak(name, n, key, which, bwd) / GiB
+               for which in ("reference", "optimized") for bwd in (False, True)}
+        for k, v in row.items():
+            measured[f"{label}_{k}_GiB"] = v
+        measured[f"{label}_n"] = n
+        # The most generous reading: any of our four measurements of the layer (reference or optimized,
+        # inference or training) within 2x of the claimed figure counts.
+        verdicts.append("holds" if any(within_factor(v, claimed_gib, 2.0) == "holds" for v in row.values()) else "fails")
+    if "Standard_reference_fwd_bwd_GiB" in measured and "Strided_reference_fwd_bwd_GiB" in measured:
+        measured["Standard_over_Strided_reference_fwd_bwd"] = (measured["Standard_reference_fwd_bwd_GiB"]
+                                                               / measured["Strided_reference_fwd_bwd_GiB"])
+        measured["Standard_over_Strided_optimized_fwd"] = (measured["Standard_optimized_fwd_GiB"]
+                                                           / measured["Strided_optimized_fwd_GiB"])
+    verdict = combine(*verdicts) if verdicts else "not-implemented"
+    std = measured.get("Standard_reference_fwd_bwd_GiB")
+    return Outcome(
+        verdict=verdict,
+        claimed="Memory per layer, batch 1: Standard (n=1024) ~1.5 GB, Strided (stride 4) ~0.4 GB, Performer ~0.2 GB, Mamba ~0.15 GB",
+        measured=measured,
+        rule="per row: holds if any of the layer's tensor peaks (reference or optimized, forward or forward+backward; fp32, "
+             "dim 768, 12 heads, n=1024 for every row since only Standard states n) is within 2x of the claimed GB; "
+             "the verdict combines the measured rows",
+        evidence=(f"Peak live tensor bytes from the dispatcher-level tracker (real tensors), full layer (projections "
+                  f"included), batch 1. Standard reference forward+backward: {std:.3f} GiB against ~1.5 GB claimed." if std else
+                  "No row measurable yet.")
+                 + (f" Rows not yet implemented: {', '.join(missing)}." if missing else ""),
+        deviations=["The document gives n only for Standard (1024); every row is measured at n=1024."],
+    )
+
+
+@experiment("EFF-08")
+def speed_per_layer(ctx: RunContext) -> Outcome:
+    registered = _registered()
+    measured, missing = {"batch": 1, "dtype": "float32", "threads": 1, "pass": "forward"}, []
+    calls = {}
+    for label, name, claimed_ms, n, overrides in SPEED_ROWS:
+        if name not in registered:
+            missing.append(label)
+            measured[f"{label}_status"] = "not-implemented"
+            continue
+        spec = registered[name]
+        g = make_generator(ctx.seed)
+        n_run = min(n, 2048) if ctx.quick else n
+        sample = _layer_input(spec, n_run, g)
+        for which in ("optimized", "reference"):
+            if which == "reference" and n_run > 2048:
+                continue  # an n x n reference at 8192 would dominate the run; the optimized row is the claim
+            layer = _layer(spec, overrides, g, which)
+
+            def call(layer=layer, sample=sample):
+                with torch.no_grad():
+                    return layer(*sample.args, **sample.kwargs)
+            calls[(label, which)] = call
+        measured[f"{label}_n"] = n_run
+    # All rows timed in alternating rounds in one run, so machine noise hits every row alike.
+    results = time_interleaved({f"{label}|{which}": fn for (label, which), fn in calls.items()},
+                               rounds=2 if ctx.quick else 4, min_run_time=0.05 if ctx.quick else 0.15)
+    timings = {}
+    for key, t in results.items():
+        label, which = key.split("|")
+        timings[(label, which)] = t.median_ms
+        measured[f"{label}_{which}_ms"] = t.median_ms
+    # Absolute milliseconds are hardware-bound; the checkable part is the ratio to the Standard row.
+    verdicts = []
+    base = timings.get(("Standard", "optimized"))
+    claimed_base = SPEED_ROWS[0][2]
+    for label, name, claimed_ms, n, _ in SPEED_ROWS[1:]:
+        if base is None or (label, "optimized") not in timings or (ctx.quick and n > 2048):
+            continue
+        ratio = timings[(label, "optimized")] / base
+        measured[f"{label}_over_Standard_measured"] = ratio
+        measured[f"{label}_over_Standard_claimed"] = claimed_ms / claimed_base
+        verdicts.append(within_factor(ratio, claimed_ms / claimed_base, 2.0))
+    verdict = combine(*verdicts) if verdicts else "not-implemented"
+    strided_ratio = measured.get("Strided_over_Standard_measured")
+    return Outcome(
+        verdict=verdict,
+        claimed="Speed, batch 1: Standard (n=512) ~50 ms, Strided (n=512) ~15 ms, Performer (n=8192) ~80 ms, Mamba (n=8192) ~60 ms",
+        measured=measured,
+        rule="absolute ms are hardware-bound (reported, not judged); per row: holds if time(row)/time(Standard) of our "
+             "optimized layers is within 2x of the claimed ratio; verdict combines the measured rows",
+        evidence=(f"Full layers (dim 768, 12 heads, projections included), fp32 forward, 1 thread. Strided/Standard time "
+                  f"ratio at n=512: {strided_ratio:.2f} measured vs 0.30 claimed; at n=512 the qkv/out projections, "
+                  f"which striding does not reduce, cost more than the attention itself." if strided_ratio else
+                  "No ratio measurable yet.")
+                 + (f" Rows not yet implemented: {', '.join(missing)}." if missing else ""),
+    )
