@@ -1,0 +1,80 @@
+"""Argument checks and the memory-derived chunk size shared by the VICReg-style regularizers.
+
+Not a component (registers nothing). Source: "Dynamic Weighting Formula Implementation"
+(000_294012e263fd6301.txt), claims DW-02, DW-03, DW-04.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+# Fraction of the currently free memory one chunk may use: "chunk size adapts based on available
+# memory". A quarter leaves room for the caller's own tensors and the chunk's temporaries.
+MEMORY_FRACTION = 0.25
+
+
+def check_embeddings(E, name: str = "E") -> torch.Tensor:
+    """E must be a floating tensor [..., samples, dim] (rank >= 2); returns it as (samples, dim)."""
+    if not isinstance(E, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [samples, dim], got {type(E).__name__}")
+    if E.dim() < 2:
+        raise ValueError(f"{name} must have shape [samples, dim] (rank >= 2), got rank {E.dim()} shape {tuple(E.shape)}")
+    if not E.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got dtype {E.dtype}")
+    if E.shape[-1] == 0 or E.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(E.shape)}); pass at least one sample of dim >= 1")
+    return E.reshape(-1, E.shape[-1])
+
+
+def check_finite(E: torch.Tensor, name: str = "E") -> None:
+    """Raise on NaN/inf. One host sync: callers on a hot path pass check_finite=False."""
+    if not bool(torch.isfinite(E).all()):
+        raise ValueError(f"{name} contains NaN or inf; the regularizers need finite embeddings")
+
+
+def check_gamma_epsilon(gamma, epsilon) -> tuple[float, float]:
+    for value, name in ((gamma, "gamma"), (epsilon, "epsilon")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a Python float >= 0, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite float >= 0, got {value!r}")
+    return float(gamma), float(epsilon)
+
+
+def available_memory_bytes(device: torch.device) -> int:
+    """Free memory on ``device``: the CUDA driver's view, or the host's available physical pages."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a modest 2 GiB
+        return 2 << 30
+
+
+def chunk_columns(rows: int, total: int, itemsize: int, device: torch.device,
+                  budget_bytes: int | None = None) -> int:
+    """How many of ``total`` columns fit a (rows x chunk) block of ``itemsize`` bytes in the budget.
+
+    The budget is MEMORY_FRACTION of the free memory unless given; the answer is in [1, total].
+    """
+    if budget_bytes is None:
+        budget_bytes = int(available_memory_bytes(device) * MEMORY_FRACTION)
+    return max(1, min(total, budget_bytes // max(1, rows * itemsize)))
+
+
+def check_chunk_size(chunk_size, name: str = "chunk_size") -> int | None:
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+        raise TypeError(f"{name} must be None or an int >= 1, got {type(chunk_size).__name__} {chunk_size!r}")
+    if chunk_size < 1:
+        raise ValueError(f"{name} must be >= 1, got {chunk_size}")
+    return chunk_size
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 for every floating dtype: the sums below cancel (||G||² - Σ diag²) and need it."""
+    return torch.float64 if dtype != torch.float64 else dtype
