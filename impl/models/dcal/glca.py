@@ -75,7 +75,10 @@ class GlobalLocalCrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, rollout_row: torch.Tensor) -> torch.Tensor:
         self.check(x, rollout_row)
-        index = select_queries(rollout_row.detach(), self.top_k_ratio)  # (B, 1 + R)
+        return self.attend(x, select_queries(rollout_row.detach(), self.top_k_ratio))
+
+    def attend(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Queries at `index` (B, 1 + R) attend to all N tokens of x (B, N, D) -> (B, 1 + R, D)."""
         attn = self.attn
         if self.path == "reference":
             out, _ = attn(x)  # full N × N self-attention, then keep the selected rows
