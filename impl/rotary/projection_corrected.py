@@ -81,7 +81,7 @@ class FastSubspaceRotation(SubspaceRotation):
 
 
 def _build(config, device, dtype, generator):
-    reference = SubspaceRotation(**config).reset_parameters(generator).to(device=device, dtype=dtype).eval()
+    reference = SubspaceRotation(**config).to(dtype=dtype).reset_parameters(generator).to(device=device).eval()
     optimized = FastSubspaceRotation(**config).to(device=device, dtype=dtype).eval()
     optimized.load_state_dict(reference.state_dict())
     return Implementations(reference=reference, optimized=optimized)
