@@ -9,7 +9,9 @@ Architecture (Zhu et al. 2022, L = depth SA blocks, M = 1 GLCA block):
 - SA: the ViT of vit.py; every block's attention map is kept for the rollout.
 - GLCA: one block with its own weights beside the last SA block: it takes that block's input
   tokens, selects CLS + top-R queries by the rollout of all L layers (CLS row), and classifies from
-  its CLS output with its own norm and head.
+  the mean of its 1 + R output tokens with its own norm and head. Not from the CLS output alone: with
+  one GLCA block the CLS query attends to every key whatever the selection, so its output (and a
+  CLS-only head) would not depend on the rollout at all.
 - PWCA (training, when `paired_images` is given): image 1 runs through the SA blocks again with
   each block's attention replaced by PWCA against image 2's tokens at that block, with SA's weights
   (`pwca_weights="shared"`, the "after") or a per-call copy of them ("copy", the "before"); it
@@ -127,7 +129,7 @@ class DualAttentionModel(nn.Module):
         index = select_queries(self.attention_rollout(attentions), self.top_k_ratio)  # (B, 1 + R)
         g = gather_tokens(x_last, index) + self.glca.attend(self.glca_norm1(x_last), index)
         g = g + self.glca_mlp(self.glca_norm2(g))
-        out["glca_logits"] = self.glca_head(self.glca_norm(g[:, 0]))
+        out["glca_logits"] = self.glca_head(self.glca_norm(g).mean(dim=1))  # pool CLS + R local tokens
         if self.training and paired_images is not None:
             x2, x2_inputs = self.embed(paired_images), []
             for block in self.blocks:

@@ -113,7 +113,7 @@ class ExactRolloutCache(RolloutCache):
     """Correct by construction: a hit requires the stored maps to equal the new ones exactly."""
 
     def key(self, maps):
-        stats = torch.stack([maps.flatten(1).mean(1), maps.flatten(1).std(1)], 1)  # (L, 2), one host read
+        stats = torch.stack([maps.flatten(1).mean(1), maps.flatten(1).std(1, correction=0)], 1)  # (L, 2), one host read
         return (tuple(maps.shape), maps.dtype, maps.device, tuple(round(v, 6) for v in stats.flatten().tolist()))
 
     def accepts(self, entry, maps):
