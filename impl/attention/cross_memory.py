@@ -101,14 +101,21 @@ TEST_DIM = 32
 MEMORY_LEN = 5  # m fixed in property tests; the size sweeps n
 
 
-def _samples(n, device, dtype, generator):
+def _samples(n, device, dtype, generator, dim=TEST_DIM, memory_len=MEMORY_LEN):
     def randn(*shape):
         return torch.randn(*shape, device=device, dtype=dtype, generator=generator)
 
     return [
-        SampleInput((randn(2, n, TEST_DIM), randn(2, MEMORY_LEN, TEST_DIM)), name="residual"),
-        SampleInput((randn(1, n, TEST_DIM), randn(1, 2 * n + 1, TEST_DIM)), {"residual": False}, name="no_residual"),
+        SampleInput((randn(2, n, dim), randn(2, memory_len, dim)), name="residual"),
+        SampleInput((randn(1, n, dim), randn(1, 2 * n + 1, dim)), {"residual": False}, name="no_residual"),
     ]
+
+
+def _bench_samples(n, device, dtype, generator):
+    """dim 768, memory of 64 tokens (the document's example); batch-1 sample last."""
+    return _samples(n, device, dtype, generator, dim=768, memory_len=64)[:1] + [
+        SampleInput((torch.randn(1, n, 768, device=device, dtype=dtype, generator=generator),
+                     torch.randn(1, 64, 768, device=device, dtype=dtype, generator=generator)), name="batch1")]
 
 
 def _errors(device, dtype, generator):
@@ -139,11 +146,11 @@ register(ComponentSpec(
     build=_build,
     sample_inputs=_samples,
     error_inputs=_errors,
+    bench_inputs=_bench_samples,
     default_config=dict(dim=TEST_DIM, num_heads=4, dropout=0.0),
     bench_config=dict(dim=768, num_heads=12, dropout=0.0),
     test_sizes=(1, 2, 7, 16),
     bench_sizes=(256, 512, 1024, 2048),
-    size_name="n (local tokens; memory m = 5 in tests)",
     time_exponent={"reference": 1.0, "optimized": 1.0},
     memory_exponent={"reference": 1.0, "optimized": 1.0},
 ))

@@ -137,6 +137,7 @@ register(ComponentSpec(
                          r"local_window must be an int"),
     }),
     # block=4 in tests so that several blocks, padding and global slots are all exercised at n=16.
+    bench_inputs=token_samples(768),
     default_config=dict(local_window=4, num_global_tokens=1, dim=TEST_DIM, num_heads=4, dropout=0.0, block=4),
     bench_config=dict(local_window=128, num_global_tokens=4, dim=768, num_heads=12, dropout=0.0),
     test_sizes=(1, 2, 7, 12, 16),

@@ -173,6 +173,7 @@ register(ComponentSpec(
         "unknown_dt_init": (dict(dim=TEST_DIM, dt_init="zeros"), ValueError, r"dt_init must be one of"),
     }),
     # chunk_size=4 in tests: several chunks, and lengths 7 and 17 are not multiples of it.
+    bench_inputs=token_samples(768),
     default_config=dict(dim=TEST_DIM, state_size=4, expand_factor=2.0, dropout=0.0, dt_init="random", chunk_size=4),
     bench_config=dict(dim=768, state_size=16, expand_factor=2.0, dropout=0.0, dt_init="random"),
     test_sizes=(1, 2, 7, 16, 17),

@@ -147,6 +147,7 @@ register(ComponentSpec(
                            r"kernel_type must be one of"),
         "dim_not_divisible": (dict(dim=TEST_DIM, num_heads=3), ValueError, r"divisible by num_heads"),
     }),
+    bench_inputs=token_samples(768),
     default_config=dict(dim=TEST_DIM, num_heads=4, num_random_features=16, kernel_type="softmax", dropout=0.0),
     bench_config=dict(dim=768, num_heads=12, num_random_features=256, kernel_type="softmax", dropout=0.0),
     test_sizes=(1, 2, 7, 16),
