@@ -24,7 +24,7 @@ import torch
 
 from impl.optim.fam_handlers import band_matrix
 from impl.optim.fam_reference import FAMOptimizer, SparseGradientError, add_handlers_to_groups, check_fam_args, \
-    check_handlers, default_generator
+    check_handlers, default_generator, load_state_dict_with_generator, state_dict_with_generator
 from impl.optim.fam_runs import optimizer_error_inputs, optimizer_samples, run_steps
 from impl.registry import ComponentSpec, Implementations, Tolerance, register
 
@@ -80,6 +80,11 @@ class FAM(torch.optim.Optimizer):
     def _add_handlers_to_groups(self, params):
         return add_handlers_to_groups(params)
 
+    def add_param_group(self, param_group):
+        param_group.setdefault("handler", "default")  # as the reference's group.get('handler', 'default')
+        check_handlers([param_group])
+        super().add_param_group(param_group)
+
     def _band_matrix(self, kind, n_freqs, n_bands, device):
         key = (kind, n_freqs, n_bands, device)
         if key not in self._matrices:
@@ -89,8 +94,11 @@ class FAM(torch.optim.Optimizer):
     def _momentum(self, kind, bands, alpha):
         return document_momentum(kind, bands, alpha)
 
-    state_dict = FAMOptimizer.state_dict
-    load_state_dict = FAMOptimizer.load_state_dict
+    def state_dict(self):
+        return state_dict_with_generator(self)
+
+    def load_state_dict(self, state_dict):
+        load_state_dict_with_generator(self, state_dict)
 
     @torch.no_grad()
     def step(self, closure=None):

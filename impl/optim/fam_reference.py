@@ -89,6 +89,21 @@ def default_generator(params_device) -> torch.Generator:
     return torch.Generator(device=params_device).manual_seed(0)
 
 
+def state_dict_with_generator(optimizer) -> dict:
+    """torch.optim's state_dict plus the sampling generator's state (a uint8 tensor: weights_only-safe)."""
+    state = torch.optim.Optimizer.state_dict(optimizer)
+    state["generator_state"] = optimizer.generator.get_state()
+    return state
+
+
+def load_state_dict_with_generator(optimizer, state_dict) -> None:
+    state_dict = dict(state_dict)
+    generator_state = state_dict.pop("generator_state", None)
+    torch.optim.Optimizer.load_state_dict(optimizer, state_dict)
+    if generator_state is not None:
+        optimizer.generator.set_state(generator_state)
+
+
 class FAMOptimizer(torch.optim.Optimizer):
     """Frequency-Adaptive Momentum optimizer with parameter-specific handlers (the document's)."""
 
@@ -143,16 +158,10 @@ class FAMOptimizer(torch.optim.Optimizer):
         return grad.flatten()
 
     def state_dict(self):
-        state = super().state_dict()
-        state["generator_state"] = self.generator.get_state()
-        return state
+        return state_dict_with_generator(self)
 
     def load_state_dict(self, state_dict):
-        state_dict = dict(state_dict)
-        generator_state = state_dict.pop("generator_state", None)
-        super().load_state_dict(state_dict)
-        if generator_state is not None:
-            self.generator.set_state(generator_state)
+        load_state_dict_with_generator(self, state_dict)
 
     def dump_debug_info(self, force=False):
         """Save the current debug information to file (as written, truncation included: FAM-04)."""

@@ -11,7 +11,7 @@ loop over epochs) — what a sweep, a plot or a compiled training loop wants.
 
 Behaviour the document leaves undefined (measured in FAM-06): with warmup == max_epochs (or
 decay_start == total_steps) the reference divides by zero on the first cosine step; the closed form
-uses a denominator of max(1, T - W) there, i.e. the lr is eta_min (+1e-8) from then on. Past the
+returns eta_min (+1e-8) from then on. Past the
 end the cosine is not held at eta_min: both forms follow cos() on, so the lr rises again.
 """
 from __future__ import annotations
@@ -69,8 +69,11 @@ class FAMScheduler2(torch.optim.lr_scheduler._LRScheduler):
 def warmup_cosine(epochs: torch.Tensor, base_lr, warmup, decay_start, total, warmup_start_lr, eta_min, offset=0.0):
     """Closed form of both schedulers: lr at each epoch of ``epochs`` (any shape, float dtype)."""
     warm = warmup_start_lr + (base_lr - warmup_start_lr) * (epochs / max(warmup, 1))
-    phase = math.pi * (epochs - decay_start) / (total - decay_start if total != decay_start else 1)
-    cosine = eta_min + (base_lr - eta_min) * (1 + torch.cos(phase)) / 2 + offset
+    if total == decay_start:  # the document divides by zero here; the schedule is over: eta_min
+        cosine = torch.full_like(epochs, eta_min) + offset
+    else:
+        phase = math.pi * (epochs - decay_start) / (total - decay_start)
+        cosine = eta_min + (base_lr - eta_min) * (1 + torch.cos(phase)) / 2 + offset
     plateau = torch.full_like(epochs, base_lr)
     return torch.where(epochs < warmup, warm, torch.where(epochs < decay_start, plateau, cosine))
 
