@@ -64,9 +64,14 @@ def pairwise_givens(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> to
     convention as the document's ``x @ G``: x_i' = c x_i + s x_j, x_j' = -s x_i + c x_j.
     """
     r = cos.shape[-1]
-    pairs = x[..., : 2 * r].unflatten(-1, (r, 2))  # (..., r, 2)
-    a, b = pairs[..., 0], pairs[..., 1]
-    rotated = torch.stack((a * cos + b * sin, b * cos - a * sin), dim=-1).flatten(-2)
+    if x.dtype in (torch.float32, torch.float64):
+        # (x_i + i x_j)(c - i s) = (c x_i + s x_j) + i(c x_j - s x_i): one fused complex multiply
+        head = torch.view_as_complex(x[..., : 2 * r].contiguous().unflatten(-1, (r, 2)))
+        rotated = torch.view_as_real(head * torch.complex(cos, -sin).to(head.dtype)).flatten(-2)
+    else:  # half precision has no fast complex kernels: explicit pair updates
+        pairs = x[..., : 2 * r].unflatten(-1, (r, 2))  # (..., r, 2)
+        a, b = pairs[..., 0], pairs[..., 1]
+        rotated = torch.stack((a * cos + b * sin, b * cos - a * sin), dim=-1).flatten(-2)
     return torch.cat((rotated, x[..., 2 * r:]), dim=-1) if 2 * r < x.shape[-1] else rotated
 
 
