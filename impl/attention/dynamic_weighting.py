@@ -27,7 +27,8 @@ Reference: builds every E_ij ([B, H, n, m, 2, d]) and applies the document's tor
 verbatim — including the d x d covariance per pair, O(n·m·d²) memory. Optimized: the closed forms,
 with Σδ² and Σδ⁴ expanded into matmuls (|q|², q·k, q³·k, q²·k², q·k³; float64 where the expansion
 cancels), so covariance costs O(n·m·d) time and O(n·m) memory; the variance hinge is elementwise in
-δ, so it is computed over query chunks whose size is derived from the free memory (OOM prevention).
+δ, so it is computed over query chunks whose size is derived from the free memory (OOM prevention),
+each chunk checkpointed under autograd so the saved activations stay bounded too.
 If the advanced path still runs out of memory, forward warns and returns basic attention
 (softmax of the similarity alone), the documented fallback; other errors are not swallowed.
 """
@@ -38,6 +39,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from impl.attention.base import check_path, check_positive_int, check_tokens, init_linear_
 from impl.regularizers._common import check_gamma_epsilon, chunk_columns
@@ -83,13 +85,28 @@ def pairwise_covariance(q, k):
     return ((sq.square() - fourth) / 4).to(q.dtype)
 
 
+def _variance_chunk(q, k, gamma, epsilon):
+    delta = q[:, :, :, None, :] - k[:, :, None, :, :]  # (B,H,c,m,d)
+    std = (delta.square() / 4 + epsilon).sqrt()
+    return (gamma - std).relu().sum(-1) / 2
+
+
 def pairwise_variance(q, k, gamma, epsilon, chunk_rows):
-    """Σ_a max(0, γ - sqrt(δ_a²/4 + ε)) / 2, over query chunks of ``chunk_rows`` rows."""
+    """Σ_a max(0, γ - sqrt(δ_a²/4 + ε)) / 2, over query chunks of ``chunk_rows`` rows.
+
+    Under autograd every chunk's δ would be saved for backward, so chunking alone would not bound
+    training memory; with more than one chunk each is checkpointed (recomputed in backward).
+    """
+    if chunk_rows >= q.shape[2]:
+        return _variance_chunk(q, k, gamma, epsilon)
+    recompute = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
     parts = []
     for start in range(0, q.shape[2], chunk_rows):
-        delta = q[:, :, start:start + chunk_rows, None, :] - k[:, :, None, :, :]  # (B,H,c,m,d)
-        std = (delta.square() / 4 + epsilon).sqrt()
-        parts.append((gamma - std).relu().sum(-1) / 2)
+        rows = q[:, :, start:start + chunk_rows]
+        if recompute:
+            parts.append(checkpoint(_variance_chunk, rows, k, gamma, epsilon, use_reentrant=False))
+        else:
+            parts.append(_variance_chunk(rows, k, gamma, epsilon))
     return torch.cat(parts, dim=2)
 
 
