@@ -7,6 +7,8 @@ C4-equivariant teacher network.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,6 +23,20 @@ from impl.measure import compare_interleaved, count_host_syncs, fake_peak_tensor
 from impl.registry import make_generator
 
 ARC_COLORS = 10  # ARC grids: 10 colours as input channels, the document's setting
+
+
+def _single_thread(fn):
+    """Run an experiment on one thread (restored after): the runner does not pin threads, and on a shared
+    2-core machine two threads per op made the training loops ~10x slower."""
+    @functools.wraps(fn)
+    def run(ctx: RunContext) -> Outcome:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(ctx)
+        finally:
+            torch.set_num_threads(previous)
+    return run
 
 
 class _KernelOnlyNet(nn.Module):
@@ -61,6 +77,7 @@ def _train_losses(cache: str, seed: int, epochs: int, dtype=torch.float64):
 
 
 @experiment("EQ-01")
+@_single_thread
 def pointer_cache_freezes_training(ctx: RunContext) -> Outcome:
     epochs = 20 if ctx.quick else 60
     ref, _ = _train_losses("none", ctx.seed, epochs)
@@ -123,6 +140,7 @@ def _stale_after(cache: str, change: str, seed: int, dtype=torch.float32) -> boo
 
 
 @experiment("EQ-02")
+@_single_thread
 def norm_keyed_cache(ctx: RunContext) -> Outcome:
     epochs = 20 if ctx.quick else 60
     ref, _ = _train_losses("none", ctx.seed, epochs)
@@ -164,6 +182,7 @@ def norm_keyed_cache(ctx: RunContext) -> Outcome:
 
 
 @experiment("EQ-03")
+@_single_thread
 def c4_equivariance(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     measured: dict = {}
@@ -206,6 +225,7 @@ def _counts(n, feature_dim=16, rank=8):
 
 
 @experiment("EQ-04")
+@_single_thread
 def parameter_counts(ctx: RunContext) -> Outcome:
     sizes = (1, 3, 10, 30)
     rows = [_counts(n) for n in sizes]
@@ -240,6 +260,7 @@ def parameter_counts(ctx: RunContext) -> Outcome:
 
 
 @experiment("EQ-05")
+@_single_thread
 def quick_test_numbers(ctx: RunContext) -> Outcome:
     n = 3
     learner = AdapterLearner(n, ARC_COLORS, ARC_COLORS, 16, 8, k_neighbors=2)
@@ -260,11 +281,12 @@ def quick_test_numbers(ctx: RunContext) -> Outcome:
         evidence=f"12/14,976 = {100 * ratio:.3f}% and 14,976/12 = 1248 are arithmetically right, but 3 examples' adapters "
                  f"alone have 768 parameters. The document's optimizer list (encoder + attention + 2 adapters + output "
                  f"projection) has {len(individual) - conv_biases} tensors in our learner without conv biases "
-                 f"({len(individual)} with): '12' reads as a count of parameter tensors, not of parameters.",
+                 f"({len(individual)} with): '12' is the size of a tensor count, not of a parameter count.",
     )
 
 
 @experiment("EQ-06")
+@_single_thread
 def topk_complexity(ctx: RunContext) -> Outcome:
     import matplotlib
     matplotlib.use("Agg")
@@ -322,6 +344,7 @@ def topk_complexity(ctx: RunContext) -> Outcome:
 
 
 @experiment("EQ-07")
+@_single_thread
 def shared_forward_speed(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     measured: dict = {"grid": 10, "channels": ARC_COLORS, "feature_dim": 16, "pass": "forward, eval, no_grad, float32"}
@@ -353,6 +376,7 @@ def shared_forward_speed(ctx: RunContext) -> Outcome:
 
 
 @experiment("EQ-08")
+@_single_thread
 def homotopy_distance_invariance(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     x = torch.randn(4, 2, 7, 7, generator=g, dtype=torch.float64)
@@ -385,6 +409,7 @@ def homotopy_distance_invariance(ctx: RunContext) -> Outcome:
 
 
 @experiment("EQ-09")
+@_single_thread
 def two_phase_collapse(ctx: RunContext) -> Outcome:
     import matplotlib
     matplotlib.use("Agg")
@@ -439,6 +464,7 @@ def two_phase_collapse(ctx: RunContext) -> Outcome:
 
 
 @experiment("EQ-10")
+@_single_thread
 def cached_pooled_features(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     learner = AdapterLearner(3, 2, 2, 4, 2, k_neighbors=2).reset_parameters(g).double()
