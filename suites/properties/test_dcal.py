@@ -13,7 +13,8 @@ from impl.models.dcal.model import TEST_CONFIG, DualAttentionModel
 from impl.models.dcal.pwca import PairwiseCrossAttention, pwca_attend
 from impl.models.dcal.rollout import (attention_rollout_full, random_attentions, rollout_cls_optimized,
                                       rollout_cls_reference)
-from impl.models.dcal.rollout_cache import ExactRolloutCache, StatsHashRolloutCache
+from impl.models.dcal.rollout_cache import (TRANSFORMS, ExactRolloutCache, StatsHashRolloutCache, agrees,
+                                            cached_vs_recomputed, derived_pair)
 from impl.models.dcal.uncertainty_loss import UncertaintyWeightedLoss
 from impl.models.dcal.vit import init_vit_
 from impl.registry import make_generator
@@ -167,53 +168,18 @@ def test_uncertainty_loss_weights_follow_inverse_loss():
 
 # --- caches ----------------------------------------------------------------------------------------
 
-TRANSFORMS = ("independent", "same", "reorder_batch", "permute_tokens", "swap_in_row", "duplicate_batch")
-
-
-def derived_pair(shape, seed, transform):
-    """Two attention stacks: a first one, and a second one derived from it (or drawn independently)."""
-    first = maps(shape, seed)
-    depth, batch, heads, n = shape
-    g = make_generator(seed + 7)
-    if transform == "independent":
-        return first, maps(shape, seed + 1)
-    if transform == "same":
-        return first, first.clone()
-    if transform == "reorder_batch":
-        return first, first[:, torch.randperm(batch, generator=g)].contiguous()
-    if transform == "permute_tokens":  # P A Pᵀ in every layer: same entries, different rollout
-        perm = torch.randperm(n, generator=g)
-        return first, first[..., perm, :][..., perm].contiguous()
-    if transform == "swap_in_row":  # swap two keys in one row of one layer: same statistics
-        second = first.clone()
-        second[0, 0, 0, 0, [0, n - 1]] = second[0, 0, 0, 0, [n - 1, 0]]
-        return first, second
-    return first, torch.cat([first, first], dim=1)  # duplicate_batch
-
-
-def cached_vs_recomputed(cache_cls, first, second):
-    cache = cache_cls(max_size=8)
-    cache.get_or_compute(first, rollout_cls_optimized)
-    cached = cache.get_or_compute(second, rollout_cls_optimized)
-    return cached, rollout_cls_optimized(second)
-
-
-def agree(cached, recomputed) -> bool:
-    return cached.shape == recomputed.shape and torch.allclose(cached, recomputed, atol=1e-10, rtol=1e-8)
-
-
 pairs = st.tuples(shapes, st.integers(0, 10**6), st.sampled_from(TRANSFORMS))
 
 
 @given(case=pairs)
 def test_exact_cache_always_equals_recomputation(case):
     first, second = derived_pair(*case)
-    assert agree(*cached_vs_recomputed(ExactRolloutCache, first, second))
+    assert agrees(*cached_vs_recomputed(ExactRolloutCache, first, second))
 
 
 def find_stats_cache_counterexample():
     """Hypothesis search for two inputs on which the documented cache differs from recomputation."""
-    return find(pairs, lambda case: not agree(*cached_vs_recomputed(StatsHashRolloutCache, *derived_pair(*case))),
+    return find(pairs, lambda case: not agrees(*cached_vs_recomputed(StatsHashRolloutCache, *derived_pair(*case))),
                 settings=settings(max_examples=300, database=None, derandomize=True,
                                   suppress_health_check=list(HealthCheck)))
 
@@ -222,8 +188,8 @@ def test_documented_stats_cache_admits_a_counterexample():
     """DCAL-07: the search finds one (the ledger shows it); the exact cache has none on the same space."""
     shape, seed, transform = find_stats_cache_counterexample()
     first, second = derived_pair(shape, seed, transform)
-    assert not agree(*cached_vs_recomputed(StatsHashRolloutCache, first, second))
-    assert agree(*cached_vs_recomputed(ExactRolloutCache, first, second))
+    assert not agrees(*cached_vs_recomputed(StatsHashRolloutCache, first, second))
+    assert agrees(*cached_vs_recomputed(ExactRolloutCache, first, second))
 
 
 @given(max_size=st.integers(1, 4), keys=st.lists(st.integers(0, 6), max_size=30),

@@ -18,7 +18,8 @@ Architecture (Zhu et al. 2022, L = depth SA blocks, M = 1 GLCA block):
   uses SA's norm and head. The PWCA path adds no parameters, so before and after share a state_dict.
 
 `path="reference"`: full-product rollout, GLCA reference, PWCA before + explicit softmax;
-`path="optimized"`: CLS-row rollout chain, gathered-query GLCA, PWCA after + SDPA. `return_dict=False`
+`path="optimized"`: CLS-row rollout chain, gathered-query GLCA, PWCA after + SDPA (`pwca_weights` and
+`rollout_impl` override one piece, so an experiment can change exactly what a claim is about). `return_dict=False`
 returns the logits as a tuple (sa, glca[, pwca]) for the registry's generic suites.
 """
 from __future__ import annotations
@@ -37,13 +38,14 @@ from impl.registry import ComponentSpec, ErrorInput, Implementations, SampleInpu
 
 TASK_IMAGE_SIZES = {"fgvc": (448, 448), "reid": (256, 128)}  # the paper's fine-tuning resolutions
 PATHS = ("reference", "optimized")
+ROLLOUTS = {"full": rollout_cls_reference, "cls_chain": rollout_cls_optimized}  # L·N³ product / L·N² chain
 
 
 class DualAttentionModel(nn.Module):
     def __init__(self, backbone_name: str = "deit_small_patch16_224", num_classes: int = 200, task_type: str = "fgvc",
                  cache_attention_rollout: bool = False, top_k_ratio: float = 0.1, img_size=None,
                  cache_kind: str = "stats", cache_size: int = 1000, path: str = "optimized",
-                 pwca_weights: str | None = None, return_dict: bool = True):
+                 pwca_weights: str | None = None, rollout_impl: str | None = None, return_dict: bool = True):
         super().__init__()
         cfg = backbone_config(backbone_name)
         if task_type not in TASK_IMAGE_SIZES:
@@ -60,6 +62,10 @@ class DualAttentionModel(nn.Module):
         self.path, self.return_dict = path, return_dict
         self.pwca_weights = pwca_weights or ("copy" if path == "reference" else "shared")
         self.pwca_kernel = "explicit" if path == "reference" else "sdpa"
+        self.rollout_impl = rollout_impl or ("full" if path == "reference" else "cls_chain")
+        if self.pwca_weights not in ("copy", "shared") or self.rollout_impl not in ROLLOUTS:
+            raise ValueError(f"pwca_weights must be 'copy' or 'shared' and rollout_impl one of {sorted(ROLLOUTS)}, "
+                             f"got {self.pwca_weights!r}, {self.rollout_impl!r}")
         dim = cfg.dim
         self.patch_embed = PatchEmbed(img_size, cfg.patch_size, dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -96,7 +102,7 @@ class DualAttentionModel(nn.Module):
 
     def attention_rollout(self, attentions: list[torch.Tensor]) -> torch.Tensor:
         """CLS row of the rollout (B, N); through the cache in eval mode when enabled."""
-        compute = rollout_cls_reference if self.path == "reference" else rollout_cls_optimized
+        compute = ROLLOUTS[self.rollout_impl]
         maps = torch.stack([a.detach() for a in attentions])  # (L, B, H, N, N); selection has no gradient
         if self.cache_attention_rollout and not self.training:
             return self.rollout_cache.get_or_compute(maps, compute)

@@ -11,9 +11,11 @@ Reference: the full matrix product exactly as the common implementation writes i
 identity, `result = a @ result` per layer): L + 1 products of N × N matrices, O(L·N³).
 Optimized: GLCA only ever reads the CLS row of R (which patches the class token accumulates), and
 e₀ᵀR = (((e₀ᵀĀ_L) Ā_{L-1}) … Ā_1) is a chain of vector–matrix products, O(L·H·N²) — the same cost
-as reading the attention maps once. The head mean, the residual and the row normalisation are folded
-into the vector: with row sums s = (rowsum(mean_h A) + 1) / 2 and w = r / s,
-r Ā = (Σ_h wᵀA_h / H + w) / 2, so no N × N matrix is ever formed.
+as reading the attention maps once. The residual and the row normalisation are folded into the vector:
+with Ā = mean_h A, row sums s = (rowsum(Ā) + 1) / 2 and w = r / s, r·rownorm((Ā + I)/2) = (wᵀĀ + w) / 2,
+so no N × N product is ever formed; the last layer contributes only its CLS row. What remains is
+one read of each layer's H maps for the head mean — memory-bound, so the speedup over the O(L·N³)
+product grows linearly with N.
 Both take the stacked maps (L, B, H, N, N) (or a list of L maps (B, H, N, N)) and return the CLS
 row (B, N); `attention_rollout_full` returns all of R for the properties (rows sum to 1, I ↦ I).
 """
@@ -74,16 +76,15 @@ def rollout_cls_reference(attentions) -> torch.Tensor:
 def rollout_cls_optimized(attentions) -> torch.Tensor:
     """CLS row as a vector chain, e₀ᵀĀ_L … Ā_1 — O(L·H·N²), no N × N product. (B, N)."""
     attentions = stack_attentions(attentions)
-    depth, b, h, n, _ = attentions.shape
-    row = torch.zeros(b, n, dtype=attentions.dtype, device=attentions.device)
-    row[:, 0] = 1.0
-    for layer in range(depth - 1, -1, -1):  # a loop over layers (L ≈ 12), never over tokens
-        attn = attentions[layer]  # (B, H, N, N)
-        scale = (attn.sum(dim=-1).mean(dim=1) + 1) / 2  # row sums of (mean_h A + I)/2, (B, N)
+    # e₀ᵀĀ_L needs only the CLS row of the last layer: (mean_h A[0] + e₀) / (its sum + 1).
+    row = attentions[-1, :, :, 0, :].mean(dim=1)  # (B, N)
+    row = torch.cat([row[:, :1] + 1, row[:, 1:]], dim=1)
+    row = row / row.sum(dim=-1, keepdim=True)
+    for layer in range(attentions.shape[0] - 2, -1, -1):  # a loop over layers (L ≈ 12), never over tokens
+        fused = attentions[layer].mean(dim=1)  # (B, N, N): one pass over the H maps
+        scale = (fused.sum(dim=-1) + 1) / 2  # row sums of (Ā + I)/2, (B, N)
         w = row / scale
-        # Σ_h wᵀ A_h as one batched vector–matrix product over the (H·N) rows.
-        mixed = torch.bmm(w.repeat(1, h).unsqueeze(1), attn.reshape(b, h * n, n)).squeeze(1)  # (B, N)
-        row = (mixed / h + w) / 2
+        row = (torch.bmm(w.unsqueeze(1), fused).squeeze(1) + w) / 2  # vector–matrix, (B, N)
     return row
 
 

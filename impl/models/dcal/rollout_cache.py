@@ -125,6 +125,47 @@ class ExactRolloutCache(RolloutCache):
 
 CACHES = {"stats": StatsHashRolloutCache, "exact": ExactRolloutCache}
 
+# Ways to derive a second input from a first, for the cache-invalidation search (DCAL-07).
+TRANSFORMS = ("independent", "same", "reorder_batch", "permute_tokens", "swap_in_row", "duplicate_batch")
+
+
+def derived_pair(shape, seed: int, transform: str, dtype=torch.float64):
+    """(first, second) attention stacks of shape (L, B, H, N, N): `second` drawn independently,
+    equal, the batch reordered, tokens permuted (P A Pᵀ in every layer), two keys of one row swapped,
+    or the batch duplicated. All but 'independent' keep every permutation-invariant statistic."""
+    from impl.registry import make_generator
+
+    depth, batch, heads, n = shape
+    first = random_attentions(depth, batch, heads, n, dtype=dtype, generator=make_generator(seed))
+    g = make_generator(seed + 7)
+    if transform == "independent":
+        return first, random_attentions(depth, batch, heads, n, dtype=dtype, generator=make_generator(seed + 1))
+    if transform == "same":
+        return first, first.clone()
+    if transform == "reorder_batch":
+        return first, first[:, torch.randperm(batch, generator=g)].contiguous()
+    if transform == "permute_tokens":
+        perm = torch.randperm(n, generator=g)
+        return first, first[..., perm, :][..., perm].contiguous()
+    if transform == "swap_in_row":
+        second = first.clone()
+        second[0, 0, 0, 0, [0, n - 1]] = second[0, 0, 0, 0, [n - 1, 0]]
+        return first, second
+    if transform == "duplicate_batch":
+        return first, torch.cat([first, first], dim=1)
+    raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
+
+
+def cached_vs_recomputed(cache_cls, first, second):
+    """(what a fresh cache returns for `second` after seeing `first`, the recomputed rollout)."""
+    cache = cache_cls(max_size=8)
+    cache.get_or_compute(first, rollout_cls_optimized)
+    return cache.get_or_compute(second, rollout_cls_optimized), rollout_cls_optimized(second)
+
+
+def agrees(cached: torch.Tensor, recomputed: torch.Tensor) -> bool:
+    return cached.shape == recomputed.shape and torch.allclose(cached, recomputed, atol=1e-10, rtol=1e-8)
+
 
 def _two_calls(cache_cls):
     def cached(first, second):
