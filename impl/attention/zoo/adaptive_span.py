@@ -18,9 +18,9 @@ the span is learned by gradient descent; keys with m = 0 get exactly 0 weight.
 
 Reference: the dense n × n formula above. Optimized: exact, and computes only inside the span — the
 queries are cut into blocks and each block meets only the keys within ``window`` = max_dist + R − 1
-of it (every key with m > 0), via one batched matmul over (blocks, block + 2·window) key bands; cost
-O(n · window) instead of O(n²). ``trim_to_span()`` shrinks the window to the current learned span
-(⌈z + R⌉ − 1) with one host read, outside forward — call it after each optimizer step, as the paper
+of it (every key with m > 0): the blocks become the batch of one fused SDPA call whose additive
+mask is log m on the (block, block + 2·window) band; cost O(n · window) instead of O(n²).
+``trim_to_span()`` shrinks the window to the current learned span (⌈z + R⌉ − 1) with one host read, outside forward — call it after each optimizer step, as the paper
 trims its memory per batch; forward itself never syncs.
 """
 from __future__ import annotations
@@ -50,24 +50,34 @@ def banded_attention(q, k, v, scale, block: int, halo: int, soft_fn, key_keep=No
     """Query block [s, s+block) meets keys [s−halo, s+block+halo) only. q,k,v (B,H,n,hd) -> (B,H,n,hd).
 
     soft_fn(query_pos, key_pos) gives the soft mask (>= 0, 0 = excluded) on broadcast position grids.
+    The blocks become SDPA's batch and the soft mask its additive mask log(m) (-inf where m = 0):
+    softmax(s + log m) = m·e^s / Σ m·e^s, the reference's formula, through the fused kernel. A row
+    with no allowed key attends uniformly inside SDPA and is then zeroed, as the reference does.
     """
     b, h, n, hd = q.shape
     block, halo = min(block, n), min(halo, n - 1)
     nb = -(-n // block)
     npad, width = nb * block, block + 2 * halo
-    qb = F.pad(q, (0, 0, 0, npad - n)).view(b, h, nb, block, hd)
-    kb = F.pad(k, (0, 0, halo, npad - n + halo)).unfold(2, width, block)  # (B, H, nb, hd, width)
-    vb = F.pad(v, (0, 0, halo, npad - n + halo)).unfold(2, width, block).transpose(-1, -2)  # (B, H, nb, width, hd)
-    scores = (qb @ kb) * scale  # (B, H, nb, block, width)
+    # scale multiplies q (not SDPA's float `scale`): it is a tensor that depends on span_scale
+    qb = F.pad(q * scale, (0, 0, 0, npad - n)).view(b, h, nb, block, hd).transpose(1, 2).reshape(b * nb, h, block, hd)
+
+    def band(t):  # (B, H, n, hd) -> (B*nb, H, width, hd): the keys each query block meets
+        t = F.pad(t, (0, 0, halo, npad - n + halo)).unfold(2, width, block)  # (B, H, nb, hd, width)
+        return t.permute(0, 2, 1, 4, 3).reshape(b * nb, h, width, hd)
+
     q_pos = torch.arange(npad, device=q.device).view(nb, block, 1)
     k_pos = (torch.arange(nb, device=q.device) * block - halo).view(nb, 1, 1) + torch.arange(width, device=q.device)
     soft = soft_fn(q_pos, k_pos) * ((k_pos >= 0) & (k_pos < n))  # (nb, block, width)
-    allowed = soft > 0
-    if key_keep is not None:  # (B, n) -> (B, 1, nb, 1, width)
+    allowed = (soft > 0).unsqueeze(0)  # (1, nb, block, width)
+    if key_keep is not None:  # (B, n) -> (B, nb, 1, width)
         keep = F.pad(key_keep, (halo, npad - n + halo), value=False).unfold(1, width, block)
-        allowed = allowed & keep[:, None, :, None, :]
-    out = soft_weights(scores, soft, allowed) @ vb  # (B, H, nb, block, hd)
-    return out.reshape(b, h, npad, hd)[:, :, :n]
+        allowed = allowed & keep[:, :, None, :]
+    has_key = allowed.any(-1, keepdim=True)
+    bias = torch.where(allowed, torch.log(soft.clamp_min(torch.finfo(q.dtype).tiny)), float("-inf"))
+    bias = torch.where(has_key, bias, 0.0).expand(b, nb, block, width).reshape(b * nb, 1, block, width)
+    out = F.scaled_dot_product_attention(qb, band(k), band(v), attn_mask=bias, scale=1.0)  # (B*nb, H, block, hd)
+    out = out.view(b, nb, h, block, hd) * has_key.expand(b, nb, block, 1).reshape(b, nb, 1, block, 1)
+    return out.transpose(1, 2).reshape(b, h, npad, hd)[:, :, :n]
 
 
 class AdaptiveSpan(BaseAttention):
@@ -111,7 +121,7 @@ class AdaptiveSpan(BaseAttention):
         if self.path == "reference":
             return self.out(self.merge(self.attend_reference(q, k, v, keep)[0]))
         window = self.max_dist + self.ramp - 1 if self.window is None else self.window
-        out = banded_attention(q, k, v, self.logit_scale(), block=max(window, 16), halo=window,
+        out = banded_attention(q, k, v, self.logit_scale(), block=max(window // 4, 32), halo=window,
                                soft_fn=lambda i, j: self.span_mask((i - j).abs().to(q.dtype)), key_keep=keep)
         return self.out(self.merge(out))
 
