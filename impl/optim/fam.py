@@ -153,18 +153,17 @@ class FAM(torch.optim.Optimizer):
             for i, row in zip(idx, bands.unbind(0)):
                 states[i]["band_ema"] = row
             alpha_eff = self._momentum(kind, bands, alpha).to(dtype)  # (G,)
-            buffers = [states[i]["exp_avg"] for i in idx]
-            _foreach("mul_", self.foreach, buffers, list(alpha_eff.unbind(0)))
-            _foreach("addcmul_", self.foreach, buffers, [grads[i] for i in idx], list((1 - alpha_eff).unbind(0)))
+            # exp_avg = a * exp_avg + (1 - a) * g as one lerp: one pass over memory instead of two
+            _foreach("lerp_", self.foreach, [states[i]["exp_avg"] for i in idx], [grads[i] for i in idx],
+                     list((1 - alpha_eff).unbind(0)))
 
         if plain:
-            buffers = [states[i]["exp_avg"] for i in plain]
+            buffers, plain_grads = [states[i]["exp_avg"] for i in plain], [grads[i] for i in plain]
             if self.foreach:
-                torch._foreach_mul_(buffers, alpha)
+                torch._foreach_lerp_(buffers, plain_grads, 1 - alpha)
             else:
-                for b in buffers:
-                    b.mul_(alpha)
-            _foreach("add_", self.foreach, buffers, [grads[i] for i in plain], alpha=1 - alpha)
+                for b, g in zip(buffers, plain_grads):
+                    b.lerp_(g, 1 - alpha)
         _foreach("add_", self.foreach, params, [s["exp_avg"] for s in states], alpha=-group["lr"])
 
 
