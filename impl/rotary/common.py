@@ -153,3 +153,13 @@ def head_error_inputs(dim: int, bad_configs: dict, extra=None):
         return errors
 
     return error_inputs
+
+
+def bench_head_inputs(dim: int, heads: int = 8):
+    """bench_inputs: one t (1, heads, n, dim) — the issue's benchmark shape (8 heads x 64)."""
+
+    def bench_inputs(n, device, dtype, generator):
+        t = torch.randn(1, heads, n, dim, device=device, dtype=dtype, generator=generator)
+        return [SampleInput((t,), name=f"1x{heads}x{n}x{dim}")]
+
+    return bench_inputs

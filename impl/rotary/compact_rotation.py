@@ -22,7 +22,7 @@ import math
 import torch
 
 from impl.registry import ComponentSpec, Implementations, register
-from impl.rotary.common import check_features, check_finite, check_int, head_error_inputs, head_samples, \
+from impl.rotary.common import bench_head_inputs, check_features, check_finite, check_int, head_error_inputs, head_samples, \
     pairwise_givens
 from impl.rotary.document import CompactRotation
 
@@ -104,6 +104,7 @@ register(ComponentSpec(
         "pair_repeated_index": (dict(dim=TEST_DIM, rot_pairs=[(3, 3)]), ValueError, r"rot_pairs entries"),
     }),
     default_config=dict(dim=TEST_DIM, rot_scale=1.0, rot_count=TEST_DIM // 2),
+    bench_inputs=bench_head_inputs(64),
     bench_config=dict(dim=64, rot_scale=1.0, rot_count=32),
     test_sizes=(1, 7, 16),
     bench_sizes=(256, 512, 1024, 2048),

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from impl.registry import ComponentSpec, Implementations, register
-from impl.rotary.common import check_dim, check_features, check_finite, check_int, doc_quaternion_fast, \
+from impl.rotary.common import bench_head_inputs, check_dim, check_features, check_finite, check_int, doc_quaternion_fast, \
     head_error_inputs, head_samples, pairwise_givens
 from impl.rotary.document import RotaryEmbedding
 
@@ -115,6 +115,7 @@ register(ComponentSpec(
     error_inputs=head_error_inputs(TEST_DIM, ROTATION_CONFIG_ERRORS),
     # rot_count = dim/2 rotates every pair (the document's default 1 rotates only the first).
     default_config=dict(dim=TEST_DIM, rot_scale=1.0, rot_count=TEST_DIM // 2),
+    bench_inputs=bench_head_inputs(64),
     bench_config=dict(dim=64, rot_scale=1.0, rot_count=32),
     test_sizes=(1, 7, 16),
     bench_sizes=(256, 512, 1024, 2048),

@@ -99,6 +99,12 @@ def _errors(device, dtype, generator):
     ]
 
 
+def _bench_inputs(n, device, dtype, generator):
+    rotations = torch.randn(n, 32, device=device, dtype=dtype, generator=generator)
+    t = torch.randn(1, 8, n, 64, device=device, dtype=dtype, generator=generator)
+    return [SampleInput((rotations, t), name=f"1x8x{n}x64")]
+
+
 register(ComponentSpec(
     name="rotary.learned_rotations",
     claims=("ROPE-07",),
@@ -107,6 +113,7 @@ register(ComponentSpec(
     sample_inputs=_samples,
     error_inputs=_errors,
     default_config=dict(dim=TEST_DIM),
+    bench_inputs=_bench_inputs,
     bench_config=dict(dim=64),
     test_sizes=(1, 7, 16),
     bench_sizes=(512, 1024, 2048, 4096),

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from impl.registry import ComponentSpec, Implementations, make_generator, register
-from impl.rotary.common import check_features, check_finite, check_int, head_error_inputs, head_samples
+from impl.rotary.common import bench_head_inputs, check_features, check_finite, check_int, head_error_inputs, head_samples
 from impl.rotary.document import RotaryEmbedding
 from impl.rotary.givens import ROTATION_CONFIG_ERRORS, check_rotation_config, doc_rotations_fast
 
@@ -107,6 +107,7 @@ register(ComponentSpec(
         "proj_scale_inf": (dict(dim=TEST_DIM, proj_scale=float("inf")), ValueError, r"proj_scale must be a finite"),
     }),
     default_config=dict(dim=TEST_DIM, proj_dim=3, proj_scale=0.1, rot_count=1),
+    bench_inputs=bench_head_inputs(64),
     bench_config=dict(dim=64, proj_dim=3, proj_scale=0.1, rot_count=1),
     test_sizes=(1, 7, 16),
     bench_sizes=(256, 512, 1024, 2048),

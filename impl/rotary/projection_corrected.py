@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from impl.registry import ComponentSpec, Implementations, register
-from impl.rotary.common import check_features, head_error_inputs, head_samples, pairwise_givens
+from impl.rotary.common import bench_head_inputs, check_features, head_error_inputs, head_samples, pairwise_givens
 from impl.rotary.projection import check_projection_config
 
 
@@ -101,6 +101,7 @@ register(ComponentSpec(
         "proj_dim_above_dim": (dict(dim=TEST_DIM, proj_dim=TEST_DIM + 2), ValueError, r"proj_dim=18 must be <= dim"),
     }),
     default_config=dict(dim=TEST_DIM, proj_dim=3, rot_count=1),
+    bench_inputs=bench_head_inputs(64),
     bench_config=dict(dim=64, proj_dim=3, rot_count=1),
     test_sizes=(1, 7, 16),
     bench_sizes=(256, 512, 1024, 2048),

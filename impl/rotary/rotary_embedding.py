@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from impl.registry import ComponentSpec, ErrorInput, SampleInput, register
-from impl.rotary.common import check_dim, check_features, check_finite, check_int, head_error_inputs, head_samples
+from impl.rotary.common import bench_head_inputs, check_dim, check_features, check_finite, check_int, head_error_inputs, head_samples
 from impl.rotary.document import RotaryEmbedding
 
 
@@ -145,6 +145,7 @@ register(ComponentSpec(
     # theta=50 (not the document's 10000) so test angles wrap past 2π at test sizes; num_freqs=dim/2
     # (not the document's 1, which rotates by 0) so every feature pair is exercised.
     default_config=dict(dim=TEST_DIM, theta=50.0, num_freqs=TEST_DIM // 2, learned_freq=True),
+    bench_inputs=bench_head_inputs(64),
     bench_config=dict(dim=64, theta=10000.0, num_freqs=32, learned_freq=False),
     test_sizes=(1, 7, 16),
     bench_sizes=(512, 1024, 2048, 4096),
