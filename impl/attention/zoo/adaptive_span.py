@@ -20,8 +20,9 @@ Reference: the dense n × n formula above. Optimized: exact, and computes only i
 queries are cut into blocks and each block meets only the keys within ``window`` = max_dist + R − 1
 of it (every key with m > 0): the blocks become the batch of one fused SDPA call whose additive
 mask is log m on the (block, block + 2·window) band; cost O(n · window) instead of O(n²).
-``trim_to_span()`` shrinks the window to the current learned span (⌈z + R⌉ − 1) with one host read, outside forward — call it after each optimizer step, as the paper
-trims its memory per batch; forward itself never syncs.
+``trim_to_span()`` shrinks the window to the current learned span (⌈z + R⌉ − 1) with one host read,
+outside forward — call it after each optimizer step, as the paper trims its memory per batch; forward
+itself never syncs.
 """
 from __future__ import annotations
 
