@@ -24,13 +24,13 @@ returns the logits as a tuple (sa, glca[, pwca]) for the registry's generic suit
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 
 import torch
 from torch import nn
 
 from impl.models.dcal.glca import GlobalLocalCrossAttention, check_top_k_ratio, gather_tokens, select_queries
-from impl.models.dcal.pwca import pwca_attend
+from impl.models.dcal.pwca import copy_attention, pwca_attend
 from impl.models.dcal.rollout import rollout_cls_optimized, rollout_cls_reference
 from impl.models.dcal.rollout_cache import CACHES
 from impl.models.dcal.vit import Block, Mlp, PatchEmbed, backbone_config, init_vit_
@@ -45,9 +45,14 @@ class DualAttentionModel(nn.Module):
     def __init__(self, backbone_name: str = "deit_small_patch16_224", num_classes: int = 200, task_type: str = "fgvc",
                  cache_attention_rollout: bool = False, top_k_ratio: float = 0.1, img_size=None,
                  cache_kind: str = "stats", cache_size: int = 1000, path: str = "optimized",
-                 pwca_weights: str | None = None, rollout_impl: str | None = None, return_dict: bool = True):
+                 pwca_weights: str | None = None, rollout_impl: str | None = None, return_dict: bool = True,
+                 depth: int | None = None):
         super().__init__()
         cfg = backbone_config(backbone_name)
+        if depth is not None:  # the first `depth` blocks only: full width at a fraction of the cost (experiments)
+            if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= cfg.depth:
+                raise ValueError(f"depth must be an int in [1, {cfg.depth}], got {depth!r}")
+            cfg = dataclasses.replace(cfg, depth=depth)
         if task_type not in TASK_IMAGE_SIZES:
             raise ValueError(f"task_type must be one of {sorted(TASK_IMAGE_SIZES)}, got {task_type!r}")
         if path not in PATHS:
@@ -111,7 +116,7 @@ class DualAttentionModel(nn.Module):
     def pwca_branch(self, x1: torch.Tensor, x2_inputs: list[torch.Tensor]) -> torch.Tensor:
         for block, x2 in zip(self.blocks, x2_inputs):
             # "before": a fresh module with copied weights per call; "after": SA's own projections
-            attn = copy.deepcopy(block.attn) if self.pwca_weights == "copy" else block.attn
+            attn = copy_attention(block.attn) if self.pwca_weights == "copy" else block.attn
             x1 = x1 + pwca_attend(attn, block.norm1(x1), block.norm1(x2), self.pwca_kernel)
             x1 = x1 + block.mlp(block.norm2(x1))
         return self.head(self.norm(x1[:, 0]))

@@ -5,8 +5,8 @@ Source: "Dual Cross-Attention Model Optimizations" (001_128d0a2e45dbf7cd.txt), �
 softmax(Q₁[K₁;K₂]ᵀ/√d)[V₁;V₂], with the SA block's projections (weights shared with SA).
 
 "Before": "created new PWCA attention modules and copied weights from SA blocks at runtime". We do
-exactly that: every call deep-copies the SA attention module (new parameter tensors, a weight copy)
-and runs it. The copy is a fresh leaf, so no gradient reaches SA's parameters — the "potential
+exactly that: every call builds a new attention module and loads SA's state_dict into it (new
+parameter tensors, a weight copy), then runs it. The copy is a fresh leaf, so no gradient reaches SA's parameters — the "potential
 gradient flow issues" the document names; this twin keeps that defect on purpose (expected failure
 of `gradients_match_reference`).
 "After": SA's `qkv` and `proj` used directly, "no weight copying".
@@ -23,7 +23,6 @@ and the values double — PWCA equals SA exactly; permuting image-2 tokens chang
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -50,6 +49,19 @@ def pwca_attend(attn: Attention, x1: torch.Tensor, x2: torch.Tensor, kernel: str
         probs = (q1 @ k.transpose(-2, -1) / math.sqrt(attn.head_dim)).softmax(dim=-1)  # (B, H, N1, N1+N2)
         out = probs @ v
     return attn.merge_heads(out)
+
+
+def copy_attention(sa: Attention) -> Attention:
+    """The "before": a new attention module with SA's weights copied into it (load_state_dict).
+    Built on the meta device first, so making it draws nothing from the global RNG."""
+    with torch.device("meta"):
+        fresh = Attention(sa.dim, sa.num_heads)
+    for name in ("qkv", "proj"):  # allocate real storage like SA's (Module.to/to_empty would swap tensors)
+        source, target = getattr(sa, name), getattr(fresh, name)
+        target.weight = nn.Parameter(torch.empty_like(source.weight))
+        target.bias = nn.Parameter(torch.empty_like(source.bias))
+    fresh.load_state_dict(sa.state_dict())  # state_dict() is detached: SA's parameters leave the graph
+    return fresh
 
 
 def check_pair(x1, x2, dim: int, dtype) -> None:
@@ -80,8 +92,7 @@ class PairwiseCrossAttention(nn.Module):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         check_pair(x1, x2, self.sa.dim, self.sa.qkv.weight.dtype)
         if self.weights == "copy":
-            pwca = copy.deepcopy(self.sa)  # "new PWCA attention module", weights copied at run time
-            return pwca_attend(pwca, x1, x2, self.kernel)
+            return pwca_attend(copy_attention(self.sa), x1, x2, self.kernel)
         return pwca_attend(self.sa, x1, x2, self.kernel)
 
     def self_attention(self, x: torch.Tensor) -> torch.Tensor:
