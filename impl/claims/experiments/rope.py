@@ -14,7 +14,7 @@ import math
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.measure import count_flops, peak_tensor_bytes, time_interleaved
+from impl.measure import count_flops, count_host_syncs, peak_tensor_bytes, time_interleaved
 from impl.registry import make_generator
 from impl.rotary.common import rodrigues, textbook_rope_float64
 from impl.rotary.compact_rotation import DocumentCompactRotation, FastCompactRotation
@@ -234,6 +234,7 @@ def givens_rotations(ctx: RunContext) -> Outcome:
         q, k = x[:, :, :1], x[:, :, 1:]  # one query against all other tokens
         score_change = ((ref(q) @ ref(k).transpose(-1, -2)) - (q @ k.transpose(-1, -2))).abs().max().item()
         twin_diff = (ref(x) - fast(x)).abs().max().item()
+        syncs = {"reference": count_host_syncs(lambda: ref(x[:, :, :8])), "optimized": count_host_syncs(lambda: fast(x[:, :, :8]))}
         timings = time_interleaved({"dense": lambda: ref(x), "optimized": lambda: fast(x)},
                                    rounds=1 if ctx.quick else 3, min_run_time=0.05)
     speedup = timings["dense"].median_s / timings["optimized"].median_s
@@ -246,7 +247,8 @@ def givens_rotations(ctx: RunContext) -> Outcome:
                 "default_dparam_max_change": identity_default, "qk_score_change_after_rotation": score_change,
                 "optimized_vs_reference_max_diff": twin_diff, "bench_shape": f"1x{HEADS}x{n}x{HEAD_DIM} rot_count=32 float32",
                 "dense_reference_ms": timings["dense"].median_ms, "optimized_ms": timings["optimized"].median_ms,
-                "speedup_optimized_vs_dense": speedup}
+                "speedup_optimized_vs_dense": speedup,
+                "host_syncs_per_call_reference": syncs["reference"], "host_syncs_per_call_optimized": syncs["optimized"]}
     return Outcome(
         verdict=combine(verdict_if(others_ok), verdict_if(dims3_ok)),
         claimed="rotation_matrix gives Givens rotations in the (i, j) plane; for dims == 3 it is averaged with the quaternion rotation.",
@@ -340,6 +342,8 @@ def projection_numerics(ctx: RunContext) -> Outcome:
         up_down = doc.rotary.proj_up.weight.double() @ w
         measured["up_after_down_singular_max"] = torch.linalg.svdvals(up_down).max().item()
         base = doc(x)
+        measured["host_syncs_per_call_reference"] = count_host_syncs(lambda: doc(x))
+        measured["host_syncs_per_call_optimized"] = count_host_syncs(lambda: fast(x))
         for scale in (1.0, 1e2, 1e4, 1e8, 1e20, 1e36):
             out = doc(x * scale)
             bad = (~torch.isfinite(out)).sum().item()
