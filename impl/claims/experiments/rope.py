@@ -16,13 +16,13 @@ import torch
 from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
 from impl.measure import count_flops, count_host_syncs, peak_tensor_bytes, time_interleaved
 from impl.registry import make_generator
-from impl.rotary.common import rodrigues, textbook_rope_float64
+from impl.rotary.common import textbook_rope_float64
 from impl.rotary.compact_rotation import DocumentCompactRotation, FastCompactRotation
 from impl.rotary.document import DEVIATIONS, CompactRotation, RotaryEmbedding
 from impl.rotary.givens import DocumentGivens, FastGivens
 from impl.rotary.learned_rotations import DocumentLearnedRotations, FastLearnedRotations
 from impl.rotary.projection import DocumentProjection, FastProjection
-from impl.rotary.projection_corrected import FastSubspaceRotation, SubspaceRotation
+from impl.rotary.projection_corrected import SubspaceRotation
 from impl.rotary.quaternion_corrected import sandwich_rotation
 from impl.rotary.rotary_embedding import DocumentRoPE, FastRoPE
 
