@@ -19,7 +19,7 @@ from impl.equivariant.homotopy import PlainCNN, homotopy_distance, orbit_homotop
 from impl.equivariant.shared_encoder import (AdapterLearner, EquivariantNet, FreshMorphism, IndividualMorphismWrapper,
                                              SeparateNetworks, count_parameters)
 from impl.equivariant.sparse_attention import SparseAttention
-from impl.measure import compare_interleaved, count_flops, count_host_syncs, fake_peak_tensor_bytes, fit_exponent, time_callable
+from impl.measure import compare_interleaved, count_flops, count_host_syncs, fake_peak_tensor_bytes, fit_exponent, peak_tensor_bytes, time_callable
 from impl.registry import make_generator
 
 ARC_COLORS = 10  # ARC grids: 10 colours as input channels, the document's setting
@@ -310,14 +310,14 @@ def topk_complexity(ctx: RunContext) -> Outcome:
     dim, k = 32, 5
     attn = {p: SparseAttention(dim, k, path=p, chunk_size=256).reset_parameters(make_generator(ctx.seed)).eval()
             for p in ("reference", "optimized")}
-    time_sizes = (256, 512, 1024) if ctx.quick else (512, 1024, 2048, 4096)
+    time_sizes = (128, 256, 512) if ctx.quick else (512, 1024, 2048, 4096)
     times = {p: [] for p in attn}
     for n in time_sizes:
         x = torch.randn(n, dim, generator=g)
         for p, module in attn.items():
             with torch.no_grad():
-                times[p].append(time_callable(lambda: module(x), min_run_time=0.05).median_s)
-    mem_sizes = (512, 1024, 2048, 4096) if ctx.quick else (1024, 2048, 4096, 8192, 16384)
+                times[p].append(time_callable(lambda: module(x), min_run_time=0.02 if ctx.quick else 0.05).median_s)
+    mem_sizes = (512, 1024, 2048) if ctx.quick else (1024, 2048, 4096, 8192, 16384)
     peaks = {p: [] for p in attn}
     for n in mem_sizes:
         for p in attn:
@@ -325,21 +325,25 @@ def topk_complexity(ctx: RunContext) -> Outcome:
                 module = SparseAttention(dim, k, path=p, chunk_size=256)
                 x = torch.empty(n, dim)
                 return lambda: module(x)
-            with torch.no_grad():
-                peaks[p].append(fake_peak_tensor_bytes(make_call).peak_bytes)
-    flops = {p: [] for p in attn}
-    for n in time_sizes:
-        x = torch.randn(n, dim, generator=g)
-        for p, module in attn.items():
-            with torch.no_grad():
-                flops[p].append(count_flops(lambda: module(x)))
-    fits = {f"{kind}_{p}": fit_exponent(s, v[p]) for kind, s, v in (("time", time_sizes, times), ("memory", mem_sizes, peaks),
-                                                                    ("flops", time_sizes, flops)) for p in attn}
+            with torch.no_grad():  # quick: real tensors (small N; fake mode costs ~1 s per call here)
+                peak = peak_tensor_bytes(make_call()) if ctx.quick else fake_peak_tensor_bytes(make_call)
+            peaks[p].append(peak.peak_bytes)
+    sweeps = [("time", time_sizes, times), ("memory", mem_sizes, peaks)]
+    if not ctx.quick:  # informative, outside the rule; the flop counter's first use costs seconds
+        flops = {p: [] for p in attn}
+        for n in time_sizes:
+            x = torch.randn(n, dim, generator=g)
+            for p, module in attn.items():
+                with torch.no_grad():
+                    flops[p].append(count_flops(lambda: module(x)))
+        sweeps.append(("flops", time_sizes, flops))
+    fits = {f"{kind}_{p}": fit_exponent(s, v[p]) for kind, s, v in sweeps for p in attn}
     measured = {f"{key}_exponent": fit.exponent for key, fit in fits.items()}
     measured.update({f"{key}_r2": fit.r_squared for key, fit in fits.items()})
-    n_top = time_sizes[-1]
-    measured.update({f"flops_reference_N{n_top}": flops["reference"][-1],
-                     f"flops_surviving_attention_2NkD_N{n_top}": 2 * n_top * k * dim})
+    if not ctx.quick:
+        n_top = time_sizes[-1]
+        measured.update({f"flops_reference_N{n_top}": flops["reference"][-1],
+                         f"flops_surviving_attention_2NkD_N{n_top}": 2 * n_top * k * dim})
     measured.update({"k": k, "feature_dim": dim, f"reference_peak_MiB_N{mem_sizes[-1]}": peaks["reference"][-1] / 2**20,
                      f"optimized_peak_MiB_N{mem_sizes[-1]}": peaks["optimized"][-1] / 2**20})
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -359,10 +363,11 @@ def topk_complexity(ctx: RunContext) -> Outcome:
         rule="holds if the documented forward's fitted time and tensor-peak exponents in N are both within 0.2 of 1 (O(N·k)); "
              "partial if one is; fails if neither",
         evidence=f"SparseAttention(D={dim}, k={k}) forward, float32, one thread: documented forward time slope {ref_t:.2f} "
-                 f"(N {time_sizes[0]}..{time_sizes[-1]}), peak-bytes slope {ref_m:.2f} (fake tensors, N up to "
+                 f"(N {time_sizes[0]}..{time_sizes[-1]}), peak-bytes slope {ref_m:.2f} ({'real' if ctx.quick else 'fake'} tensors, N up to "
                  f"{mem_sizes[-1]}). The exact chunked twin: memory slope {fits['memory_optimized'].exponent:.2f}, time "
-                 f"slope {fits['time_optimized'].exponent:.2f} (finding the top-k still scores all N² pairs). Counted FLOPs of the "
-                 f"documented forward: slope {fits['flops_reference'].exponent:.2f}; the attention that survives is 2·N·k·D.",
+                 f"slope {fits['time_optimized'].exponent:.2f} (finding the top-k still scores all N² pairs)."
+                 + ("" if ctx.quick else f" Counted FLOPs of the documented forward: slope {fits['flops_reference'].exponent:.2f}; "
+                    "the attention that survives is 2·N·k·D."),
         figures=["eq06_topk_scaling.png"],
         deviations=["topk(...) returns (values, indices); the threshold is the k-th value of .values. k > N raises ValueError."])
 
@@ -455,8 +460,9 @@ def two_phase_collapse(ctx: RunContext) -> Outcome:
                          f"seed{seed}_canonical_phase1_end": c1, f"seed{seed}_canonical_end": c2,
                          f"seed{seed}_phase2_collapse_percent": 100 * (1 - end / mid),
                          f"seed{seed}_phase1_change_percent": 100 * (mid / start - 1)})
-    fresh = two_phase_training(seeds[0], grid=5, epochs=epochs, fresh_wrapper=True)  # informative: corrected wrapper
-    measured[f"seed{seeds[0]}_phase2_collapse_percent_fresh_wrapper"] = 100 * (1 - fresh.homotopy[-1] / fresh.homotopy[epochs[0]])
+    if not ctx.quick:  # informative, outside the rule: the same loop with the corrected wrapper
+        fresh = two_phase_training(seeds[0], grid=5, epochs=epochs, fresh_wrapper=True)
+        measured[f"seed{seeds[0]}_phase2_collapse_percent_fresh_wrapper"] = 100 * (1 - fresh.homotopy[-1] / fresh.homotopy[epochs[0]])
     measured["min_phase2_collapse_percent"] = 100 * min(collapses)
     measured["documented_phase2_collapse_percent"] = 100 * (1 - 0.0055 / 594)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
