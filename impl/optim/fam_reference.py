@@ -16,7 +16,8 @@ in the FAM claims' `deviations`):
 3. Arguments are checked up front (ValueError/TypeError naming the argument); an unknown handler
    name fails at construction instead of as a KeyError inside ``step``; sparse gradients raise
    :class:`SparseGradientError` (a RuntimeError as in the document, and a TypeError).
-Everything else — handler selection, the try/except fallback, the debug JSON dumps — is as written.
+Everything else — handler selection, the try/except fallback, the debug JSON dumps, the unused
+``layer_boost`` argument (stored in the groups, never read) — is as written.
 """
 from __future__ import annotations
 
