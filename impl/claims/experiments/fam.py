@@ -111,8 +111,9 @@ def band_analysis_and_rules(ctx: RunContext) -> Outcome:
                  f"normalised (max sum {max(sums):.3f}); caps hold for alpha 0.85-0.9; attention high/low band width "
                  f"ratio {width_ratio:.2f} (not finer; corrected variant {fixed_ratio:.2f}); {wrong_way}/{cases} "
                  f"rule applications move alpha the wrong way (min(0.95, a+0.05) lowers a > 0.95, max(0.85, a-0.05) "
-                 f"raises a < 0.85). Every handler gives the same alpha_eff for white and high-pass noise; `layer_boost` is accepted "
-                 f"and never read.",
+                 f"raises a < 0.85). alpha_eff at base 0.9 (low/white/high-pass): "
+                 + "; ".join(f"{k} " + "/".join(f"{alpha_eff[(k, s)]:.2f}" for s in spectra) for k in HANDLER_NAMES)
+                 + ". `layer_boost` is accepted and never read.",
         figures=["fam01_bands_rules.png"], deviations=DEVIATIONS)
 
 
