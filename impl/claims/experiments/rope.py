@@ -115,7 +115,8 @@ def rope_standard_path(ctx: RunContext) -> Outcome:
     properties_ok = norm_error < 1e-12 and rel_error < 1e-9 and offset_error < 1e-12 and textbook_error < 1e-9
     measured = {
         "default_num_freqs": 1, "default_freqs": 0.0, "default_max_abs_change_over_positions": default_change,
-        "default_rotated_features": 2, "dim": HEAD_DIM, "n": n,
+        "default_rotated_features": 2, "default_freqs_learned": int(default.rotary.freqs.requires_grad),
+        "dim": HEAD_DIM, "n": n,
         "norm_rel_error_f64": norm_error, "relative_position_error_f64": rel_error,
         "offset_error_f64": offset_error, "textbook_error_f64": textbook_error,
         "max_angle_per_token_rad_doc_spectrum": freqs.max().item(),
