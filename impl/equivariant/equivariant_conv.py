@@ -137,6 +137,9 @@ class EquivariantConv2d(nn.Module):
     def clear_cache(self) -> None:
         self._bank, self._bank_key, self._bank_source = None, None, None
 
+    def __getstate__(self):  # deepcopy/pickle: a bank built under autograd is a non-leaf tensor; drop it
+        return {**super().__getstate__(), "_bank": None, "_bank_key": None, "_bank_source": None}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_square(x, "x", 4 if self.lifting else 5, self.in_channels, self.kernel.dtype)
         b, n = x.shape[0], x.shape[-1]

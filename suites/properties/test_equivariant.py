@@ -153,6 +153,17 @@ def test_cache_follows_dtype_moves_and_keeps_state_dict():
     assert torch.equal(block.lift.filter_bank(), block.lift.build_bank_reference())
 
 
+def test_module_with_a_training_cache_deepcopies_and_rebuilds():
+    import copy
+
+    block = EquivariantBlock(2, 3, 2).reset_parameters(make_generator(0))
+    x = torch.randn(1, 2, 5, 5)
+    expected = block(x)  # grad mode: the cached bank is a non-leaf tensor
+    twin = copy.deepcopy(block)
+    assert twin.lift._bank is None
+    torch.testing.assert_close(twin(x), expected, atol=0, rtol=0)
+
+
 def test_cached_bank_gives_reference_gradients_under_accumulation():
     ref = EquivariantBlock(2, 3, 2, cache="none").reset_parameters(make_generator(0)).double()
     opt = EquivariantBlock(2, 3, 2, cache="version").double()
