@@ -1,0 +1,59 @@
+"""The command line: list, verify, profile and bench, run as a user would."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from impl.cli import main
+
+
+def test_list_prints_the_registry(capsys):
+    assert main(["list", "attention.*"]) == 0
+    out = capsys.readouterr().out
+    assert "attention.strided" in out and "attention.dense" in out
+
+
+def test_verify_rejects_unknown_ids(capsys, tmp_path):
+    assert main(["verify", "--only", "EFF-99", "--out", str(tmp_path)]) == 2
+    assert "EFF-99" in capsys.readouterr().err
+    assert not (tmp_path / "claims.json").exists()
+
+
+def test_verify_quick_writes_the_report(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "impl", "verify", "--quick", "--only", "EFF-07", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads((tmp_path / "claims.json").read_text())
+    assert len(data["claims"]) == 60
+    eff07 = next(c for c in data["claims"] if c["id"] == "EFF-07")
+    assert eff07["verdict"] in ("holds", "fails", "partial", "not-checkable-here")
+    assert eff07["measured"]["Standard_reference_fwd_bwd_GiB"] > 0
+    assert {"torch_version", "threads", "cpu_model", "device", "git_commit", "git_dirty"} <= set(data["environment"])
+    assert (tmp_path / "claims.md").read_text().startswith("# reprobench")
+
+
+def test_profile_writes_traces_tensorboard_lists(tmp_path, capsys):
+    assert main(["profile", "attention.strided", "--size", "64", "--logdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "tensorboard --logdir" in out and "perfetto" in out.lower()
+    chrome = list(tmp_path.glob("*.chrome_trace.json"))
+    assert len(chrome) == 1 and json.loads(chrome[0].read_text())["traceEvents"]
+    run_dirs = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(run_dirs) == 1
+    loaded = subprocess.run([sys.executable, str(Path(__file__).with_name("tb_plugin_load.py")), str(run_dirs[0])],
+                            capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert "attention.strided" in loaded.stdout and "operator" in loaded.stdout
+
+
+def test_profile_unknown_component(capsys):
+    assert main(["profile", "attention.nope", "--logdir", "/tmp/unused"]) == 2
+
+
+def test_bench_small_size(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "attention.strided", "--size", "64", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[0]["matches_reference"] and rows[0]["optimized_host_syncs"] == 0
