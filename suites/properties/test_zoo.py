@@ -155,6 +155,19 @@ def test_relative_force_optimized_never_holds_pairwise_feature_tensors():
     assert opt_peak < pairwise < ref_peak
 
 
+@pytest.mark.parametrize("directional", [False, True])
+def test_relative_force_direction_sensitivity(directional):
+    """As written, each head's modulator enters only through Σ_d M[h, d]: its gradient is the same for
+    every d. The corrected variant's is not."""
+    ref, opt, g = pair(RelativeForce, dims=16, heads=2, directional=directional)
+    x = torch.randn(2, 6, 16, generator=g, dtype=D64)
+    for module in (ref, opt):
+        module(x).sum().backward()
+        grad = module.direction_modulator.grad
+        spread = (grad - grad.mean(1, keepdim=True)).abs().max() / grad.abs().max()
+        assert (spread > 1e-6) == directional, f"{module.path}: spread {spread}"
+
+
 @pytest.mark.parametrize("cls,config", [
     (MyelinatedLayer, dict(dims=16, head=2, layerA=4, sparsity_threshold=0.5)),
     (IntegratedAttention, dict(dims=16, head=2, max_dist=6, win_size=3, max_span=4, ramp=3, span_init=0.5)),

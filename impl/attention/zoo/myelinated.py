@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from impl.attention.base import check_positive_int, token_error_inputs
+from impl.attention.base import check_positive_int, init_linear_, token_error_inputs
 from impl.attention.zoo.base_attention import BaseAttention, build_zoo_pair, calculate_attention
 from impl.registry import ComponentSpec, ErrorInput, ExpectedFailure, SampleInput, make_generator, register
 
@@ -72,10 +72,8 @@ class MyelinatedLayer(BaseAttention):
         self.generator: torch.Generator | None = None
 
     def reset_parameters(self, generator):
-        super().reset_parameters(generator)
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                from impl.attention.base import init_linear_
                 init_linear_(module, generator)
         return self
 
@@ -85,12 +83,9 @@ class MyelinatedLayer(BaseAttention):
 
     def draws(self, x, seed):
         """(2, layerA, batch) uniforms: [0] jump tests, [1] jump lengths."""
-        if seed is not None:
-            generator = make_generator(seed, x.device)
-        else:
-            if self.generator is None or self.generator.device != x.device:
-                self.generator = make_generator(self.seed, x.device)
-            generator = self.generator
+        if seed is None and (self.generator is None or self.generator.device != x.device):
+            self.generator = make_generator(self.seed, x.device)
+        generator = make_generator(seed, x.device) if seed is not None else self.generator
         return torch.rand(2, self.layerA, x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
 
     def check_mask(self, x, mask):

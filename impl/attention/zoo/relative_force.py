@@ -15,7 +15,9 @@ line, with the smallest changes that let it run (recorded in ZOO-04's deviations
 Defects the reference keeps (measured in ZOO-04): ``einsum('bstn,hd->bshtn', ...)`` sums the
 modulator over its own index d, so each head's "direction" collapses to the scalar c_h = Σ_d M[h, d]:
 force[b,h,s,t] = c_h · exp(−|f_st|) · Σ_n f_st,n / (|f_st| + 1e-8), with f_st = emit_s − recv_t — only
-the sum of the force vector's components matters, not its direction. ``q_proj`` and ``k_proj`` are
+the sum of the force vector's components matters, not its direction. ``directional=True`` is the
+corrected variant (attention.zoo_relative_force_directional): einsum 'bstn,hn->bshtn', a dot product of
+the force direction with each head's modulator. ``q_proj`` and ``k_proj`` are
 computed and never used. The reference materialises (B, n, n, d) forces and (B, n, H, n, d) scores.
 
 Optimized: the same values with no (B, n, n, d) tensor, by algebra: |f_st| = cdist(emit, recv)
@@ -37,8 +39,9 @@ from impl.registry import ComponentSpec, ErrorInput, SampleInput, register
 class RelativeForce(nn.Module):
     """RelativeForce(dims, heads, hop_levels). x (B, n, dims), additive mask -> (B, n, dims)."""
 
-    def __init__(self, dims: int, heads: int, hop_levels: int = 3, path: str = "optimized"):
+    def __init__(self, dims: int, heads: int, hop_levels: int = 3, directional: bool = False, path: str = "optimized"):
         super().__init__()
+        self.directional = bool(directional)  # corrected variant: Σ_n f_n · M[h, n] instead of Σ_n f_n · Σ_d M[h, d]
         check_dims_heads(dims, heads, "heads")
         self.dims, self.heads = dims, heads
         self.hop_levels = check_positive_int(hop_levels, "hop_levels")
@@ -87,7 +90,8 @@ class RelativeForce(nn.Module):
         force_directions = token_i - token_j  # [batch, seq, seq, dim]
         force_magnitudes = torch.norm(force_directions, dim=-1, keepdim=True)
         normalized_forces = force_directions / (force_magnitudes + 1e-8)
-        direction_scores = torch.einsum('bstn,hd->bshtn', normalized_forces, self.direction_modulator)
+        equation = 'bstn,hn->bshtn' if self.directional else 'bstn,hd->bshtn'  # as written: 'hd' sums M over d
+        direction_scores = torch.einsum(equation, normalized_forces, self.direction_modulator)
         force_field = direction_scores * torch.exp(-force_magnitudes).unsqueeze(2)  # deviation 1
         force_attention = torch.sum(force_field, dim=-1).transpose(1, 2)  # deviation 2: [batch, heads, seq, seq]
         xi = x.unsqueeze(2).expand(-1, -1, seq_len, -1)
@@ -116,9 +120,13 @@ class RelativeForce(nn.Module):
         v = self.v_proj(x).view(batch, n, self.heads, -1).transpose(1, 2)  # (B, H, n, hd)
         emit, recv = self.force_emitter(x), self.force_receptor(x)  # (B, n, d)
         distance = torch.cdist(emit, recv, compute_mode="donot_use_mm_for_euclid_dist")  # (B, n, n)
-        component_sum = emit.sum(-1, keepdim=True) - recv.sum(-1).unsqueeze(1)  # Σ_n f_st,n (B, n, n)
-        radial = torch.exp(-distance) * component_sum / (distance + 1e-8)
-        force = self.direction_modulator.sum(-1).view(1, -1, 1, 1) * radial.unsqueeze(1)  # (B, H, n, n)
+        radial = (torch.exp(-distance) / (distance + 1e-8)).unsqueeze(1)  # (B, 1, n, n)
+        if self.directional:  # Σ_n (emit_s - recv_t)_n M[h, n] = emit_s·M_h - recv_t·M_h
+            em, rm = emit @ self.direction_modulator.T, recv @ self.direction_modulator.T  # (B, n, H)
+            force = radial * (em.transpose(1, 2).unsqueeze(-1) - rm.transpose(1, 2).unsqueeze(-2))
+        else:  # c_h · Σ_n f_st,n with Σ_n f_st,n = Σ emit_s − Σ recv_t
+            component_sum = emit.sum(-1, keepdim=True) - recv.sum(-1).unsqueeze(1)  # (B, n, n)
+            force = self.direction_modulator.sum(-1).view(1, -1, 1, 1) * radial * component_sum.unsqueeze(1)
         w_i, w_j = self.edge_projector.weight.split(self.dims, dim=1)  # cat([x_s, x_t]) @ Wᵀ = x_s W₁ᵀ + x_t W₂ᵀ
         row = F.linear(x, w_i, self.edge_projector.bias).transpose(1, 2).unsqueeze(-1)  # (B, H, n, 1)
         col = F.linear(x, w_j).transpose(1, 2).unsqueeze(-2)  # (B, H, 1, n)
@@ -140,10 +148,6 @@ class RelativeForce(nn.Module):
         _, weights = self.forward_reference(x, mask4, return_weights=True)
         allowed = torch.ones(1, dtype=torch.bool, device=x.device) if mask4 is None else torch.isfinite(mask4)
         return weights, allowed
-
-
-def _build(config, device, dtype, generator):
-    return build_zoo_pair(RelativeForce, config, device, dtype, generator)
 
 
 TEST_DIMS = 32
@@ -174,19 +178,25 @@ def _errors(device, dtype, generator):
     return errors
 
 
-register(ComponentSpec(
-    name="attention.zoo_relative_force",
-    claims=("ZOO-04",),
-    description="RelativeForce (force field + multi-hop edges); reference as written, optimized factored O(H n^2)",
-    build=_build,
-    sample_inputs=_samples,
-    error_inputs=_errors,
-    default_config=dict(dims=TEST_DIMS, heads=4, hop_levels=3),
-    bench_config=dict(dims=256, heads=8, hop_levels=3),
-    bench_inputs=lambda n, device, dtype, generator: [
-        SampleInput((torch.randn(1, n, 256, device=device, dtype=dtype, generator=generator),), name="batch1")],
-    test_sizes=(1, 7, 16),
-    bench_sizes=(64, 128, 256),
-    time_exponent={"reference": 2.0, "optimized": 2.0},
-    memory_exponent={"reference": 2.0, "optimized": 2.0},
-))
+def _spec(name, directional):
+    return ComponentSpec(
+        name=name,
+        claims=("ZOO-04",),
+        description=("RelativeForce " + ("with a direction-sensitive modulator (corrected)" if directional else "as written")
+                     + "; optimized factored, no (B, n, n, dims) tensor"),
+        build=lambda config, device, dtype, generator: build_zoo_pair(RelativeForce, config, device, dtype, generator),
+        sample_inputs=_samples,
+        error_inputs=_errors,
+        default_config=dict(dims=TEST_DIMS, heads=4, hop_levels=3, directional=directional),
+        bench_config=dict(dims=256, heads=8, hop_levels=3, directional=directional),
+        bench_inputs=lambda n, device, dtype, generator: [
+            SampleInput((torch.randn(1, n, 256, device=device, dtype=dtype, generator=generator),), name="batch1")],
+        test_sizes=(1, 7, 16),
+        bench_sizes=(64, 128, 256),
+        time_exponent={"reference": 2.0, "optimized": 2.0},
+        memory_exponent={"reference": 2.0, "optimized": 2.0},
+    )
+
+
+register(_spec("attention.zoo_relative_force", False))
+register(_spec("attention.zoo_relative_force_directional", True))
