@@ -280,6 +280,12 @@ def relative_force_memory(ctx: RunContext) -> Outcome:
         measured[f"max_abs_diff_float32_n{n_val}"] = float((opt(x) - ref(x)).abs().max())
         cmp = compare_interleaved(lambda: ref(x), lambda: opt(x), rounds=1 if ctx.quick else 2, min_run_time=0.05)
     measured[f"speedup_optimized_vs_reference_n{n_val}"] = cmp.speedup
+    # the benchmark size itself, when the machine has room for the reference's ~5 GiB (full runs only)
+    import os
+    free_bytes = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if not ctx.quick and free_bytes > 3 * peaks["reference"]:
+        with torch.no_grad():
+            measured[f"max_abs_diff_float32_n{n}"] = float((opt(x_real) - ref(x_real)).abs().max())
     # documented-code defects, measured
     ref64, _ = _pair(RelativeForce, make_generator(ctx.seed), torch.float64, dims=32, heads=4)
     xs = torch.randn(2, 10, 32, generator=g, dtype=torch.float64)
@@ -314,14 +320,15 @@ def relative_force_memory(ctx: RunContext) -> Outcome:
     fig.savefig(ctx.figure_path("zoo04_relative_force_peak.png"), dpi=110)
     plt.close(fig)
     ratio_ok = measured["optimized_over_reference_peak"] <= 0.25
-    values_ok = measured[f"max_abs_diff_float32_n{n_val}"] <= 1e-4
+    values_ok = max(measured[f"max_abs_diff_float32_n{n_val}"], measured.get(f"max_abs_diff_float32_n{n}", 0.0)) <= 1e-4
     return Outcome(
         verdict=combine(verdict_if(doc_runs), verdict_if(ratio_ok and values_ok),
                         verdict_if(measured["direction_modulator_grad_spread_within_head"] > 1e-6)),
         claimed="RelativeForce: force-field + multi-hop topological attention over [batch, seq, seq, dim] force tensors",
         measured=measured,
         rule="three checks: (1) the documented forward runs as written; (2) an implementation with equal values "
-             "(max abs diff <= 1e-4, float32) needs <= 25% of the reference's tensor peak at n=512, dims=256, 8 heads; "
+             "(max abs diff <= 1e-4, float32, at n=192 and, in full runs with >15 GiB free, at n=512) needs <= 25% of "
+             "the reference's tensor peak at n=512, dims=256, 8 heads; "
              "(3) the direction modulator is direction-sensitive (its gradient varies across dims within a head, "
              "relative spread > 1e-6). All hold -> holds, none -> fails, else partial",
         evidence=f"Tensor peak (FakeTensorMode, forward) at n={n}: reference {peaks['reference'] / MiB:.0f} MiB, "
