@@ -23,7 +23,9 @@ def _list(args) -> int:
         exps = f"{dict(spec.time_exponent or {})} / {dict(spec.memory_exponent or {})}"
         table.add_row(spec.name, ", ".join(spec.claims), ", ".join(str(d).replace("torch.", "") for d in spec.dtypes),
                       "yes" if spec.supports_backward else "no", exps, spec.description)
-    Console().print(table)
+    # Not a terminal (piped, captured): print full-width rows instead of truncating names.
+    console = Console() if sys.stdout.isatty() else Console(width=240)
+    console.print(table)
     return 0
 
 

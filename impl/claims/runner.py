@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 import traceback
@@ -14,6 +15,7 @@ from impl.claims.experiment import Outcome, RunContext, load_experiments
 from impl.claims.ledger import CLAIM_TEXTS
 
 log = logging.getLogger(__name__)
+MEASURE_THREADS = int(os.environ.get("REPROBENCH_THREADS", "1"))
 
 
 def parse_ids(only: str | Iterable[str] | None) -> list[str]:
@@ -50,6 +52,16 @@ def run_claims(ids: list[str], *, quick: bool, device: str, figures_dir: Path, p
     """Run the experiments for `ids`; an experiment that raises becomes verdict `error`."""
     experiments = load_experiments()
     ctx = RunContext(quick=quick, device=torch.device(device), figures_dir=figures_dir)
+    # Fixed threads for every experiment: figures comparable across machines and runs.
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(MEASURE_THREADS)
+    try:
+        return _run(ids, experiments, ctx, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(ids, experiments, ctx, progress) -> list[dict]:
     entries = []
     for claim_id in ids:
         if progress is not None:

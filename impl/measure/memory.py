@@ -1,7 +1,7 @@
 """Peak memory: live tensor bytes tracked at the dispatcher, and the allocator's view.
 
 ``peak_tensor_bytes`` counts the storages that tensors created *during* the call keep alive:
-a TorchDispatchMode sees every op's outputs, a weak reference per storage tells when it dies, and
+a TorchDispatchMode sees every op's outputs, a finalizer per storage tells when it dies, and
 the peak of the running sum is the answer. It is deterministic, device-agnostic and works under
 FakeTensorMode (meta storages carry their byte size), so sizes that do not fit in memory can be
 measured too. Inputs and parameters that existed before the call are not counted. Memory that a
@@ -10,7 +10,7 @@ invisible here; the allocator cross-check covers that.
 """
 from __future__ import annotations
 
-import gc
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -21,40 +21,52 @@ from torch.utils._pytree import tree_flatten
 
 
 class StorageTracker(TorchDispatchMode):
-    """Tracks live bytes of storages first seen as op outputs while the mode is active."""
+    """Tracks live bytes of storages first seen as op outputs while the mode is active.
+
+    A storage's Python object lives exactly as long as its StorageImpl (PyTorch preserves it), so a
+    weakref finalizer on it fires at the moment the memory is released — by a Python decref, by the
+    autograd engine dropping saved tensors, anywhere — and the running sum stays exact without
+    polling every live storage after every op.
+    """
 
     def __init__(self):
         super().__init__()
-        self.live: dict[int, tuple[StorageWeakRef, int]] = {}  # storage cdata -> (weakref, bytes)
-        self.known: set[int] = set()  # storages that existed before (inputs seen as arguments)
+        self.live: dict[int, int] = {}  # storage key -> bytes, for storages created during the call
+        self.known: set[int] = set()  # storages that existed before (first seen as arguments)
         self.current = 0
         self.peak = 0
 
-    def _sweep(self) -> None:
-        dead = [key for key, (ref, _) in self.live.items() if ref.expired()]
-        for key in dead:
-            self.current -= self.live.pop(key)[1]
+    @staticmethod
+    def _key(storage) -> int:
+        return StorageWeakRef(storage).cdata
+
+    def _released(self, key: int) -> None:
+        nbytes = self.live.pop(key, None)
+        if nbytes is not None:
+            self.current -= nbytes
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        self._sweep()  # temporaries Python dropped since the last op are gone before this one runs
         for value in tree_flatten((args, kwargs))[0]:
             if isinstance(value, torch.Tensor):
-                key = StorageWeakRef(value.untyped_storage()).cdata
-                if key not in self.live:
+                storage = value.untyped_storage()
+                key = self._key(storage)
+                if key not in self.live and key not in self.known:
                     self.known.add(key)
+                    # the address may be reused by a new storage once this one dies
+                    weakref.finalize(storage, self.known.discard, key)
         out = func(*args, **kwargs)
         for value in tree_flatten(out)[0]:
             if isinstance(value, torch.Tensor):
                 storage = value.untyped_storage()
-                ref = StorageWeakRef(storage)
-                if ref.cdata not in self.live and ref.cdata not in self.known:
+                key = self._key(storage)
+                if key not in self.live and key not in self.known:
                     nbytes = storage.nbytes()
-                    self.live[ref.cdata] = (ref, nbytes)
+                    self.live[key] = nbytes
                     self.current += nbytes
-        # Count the peak before freeing: an op's output and the inputs it consumed coexist.
+                    weakref.finalize(storage, self._released, key)
+        # Inputs the op consumed are still referenced here, so output and inputs coexist at this point.
         self.peak = max(self.peak, self.current)
-        self._sweep()
         return out
 
 
@@ -66,11 +78,11 @@ class PeakMemory:
 
 def peak_tensor_bytes(fn: Callable[[], Any]) -> PeakMemory:
     """Run ``fn()`` under the storage tracker and return its peak live tensor bytes."""
-    gc.collect()
+    # No gc.collect(): garbage from before the call is not counted anyway, and a full collection
+    # costs seconds in a process that has imported torch.
     tracker = StorageTracker()
     with tracker:
         result = fn()
-    tracker._sweep()
     retained = tracker.current
     del result
     return PeakMemory(peak_bytes=tracker.peak, retained_bytes=retained)
