@@ -97,6 +97,7 @@ def adaptive_span_cost(ctx: RunContext) -> Outcome:
     n = 1024 if ctx.quick else 2048
     dims, heads, ramp = 256, 8, 32
     spans = (0.0625, 0.125, 0.25) if ctx.quick else (0.03125, 0.0625, 0.125, 0.25)
+    run_time = 0.08 if ctx.quick else 0.2
     ref, opt = _pair(AdaptiveSpan, g, dims=dims, head=heads, max_dist=n, ramp=ramp, span_init=0.5)
     x = torch.randn(1, n, dims, generator=g)
     measured = {"n": n, "dims": dims, "heads": heads, "ramp": ramp, "pass": "forward, float32, no_grad, 1 thread"}
@@ -119,7 +120,7 @@ def adaptive_span_cost(ctx: RunContext) -> Outcome:
 
     with torch.no_grad():
         q, k, v = opt.project(x)
-        full_ms = time_callable(lambda: F.scaled_dot_product_attention(q, k, v), min_run_time=0.2).median_ms
+        full_ms = time_callable(lambda: F.scaled_dot_product_attention(q, k, v), min_run_time=run_time).median_ms
         full_flops = count_flops(lambda: F.scaled_dot_product_attention(q, k, v))
         windows, times, flops = [], [], []
         for s in spans:
@@ -130,7 +131,7 @@ def adaptive_span_cost(ctx: RunContext) -> Outcome:
                 return banded_attention(q, k, v, opt.logit_scale(), block=max(window // 4, 32), halo=window,
                                         soft_fn=lambda i, j: opt.span_mask((i - j).abs().to(q.dtype)))
             windows.append(window)
-            times.append(time_callable(core, min_run_time=0.2).median_ms)
+            times.append(time_callable(core, min_run_time=run_time).median_ms)
             flops.append(count_flops(core))
     fit = fit_exponent(windows, times)
     flop_fit = fit_exponent(windows, flops)
@@ -147,7 +148,7 @@ def adaptive_span_cost(ctx: RunContext) -> Outcome:
             lambda: F.scaled_dot_product_attention(q, k, v),
             lambda: banded_attention(q, k, v, opt.logit_scale(), block=max(window // 4, 32), halo=window,
                                      soft_fn=lambda i, j: opt.span_mask((i - j).abs().to(q.dtype))),
-            rounds=2 if ctx.quick else 3, min_run_time=0.1)
+            rounds=2 if ctx.quick else 3, min_run_time=run_time / 2)
     measured["speedup_vs_full_at_span_0.125"] = cmp.speedup  # interleaved A/B: full SDPA core / span core
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(windows, times, "o-", label="AdaptiveSpan optimized (trimmed)")
