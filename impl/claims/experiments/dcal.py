@@ -10,15 +10,34 @@ how much of an evaluation the rollout is. Each experiment's evidence names its s
 """
 from __future__ import annotations
 
+import functools
+import warnings
+
 import torch
 
 from impl.claims.experiment import (Outcome, RunContext, at_least, combine, experiment, exponent_matches, verdict_if,
                                     within_factor)
-from impl.measure import compare_interleaved, count_flops, fake_peak_tensor_bytes, fit_exponent, peak_tensor_bytes
+from impl.measure import (compare_interleaved, count_flops, fake_peak_tensor_bytes, fit_exponent, peak_tensor_bytes,
+                          time_callable)
 from impl.registry import make_generator
 
 DEIT_S = "deit_small_patch16_224"
 MINI = "vit_mini_patch16"
+
+
+def one_thread(fn):
+    """Run the experiment on one intra-op thread (restored afterwards): the budgets are for one core, and
+    on a shared machine tiny ops with several OpenMP threads spend their time waiting for each other."""
+    @functools.wraps(fn)
+    def run(ctx: RunContext) -> Outcome:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(ctx)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
 
 
 def _model(ctx: RunContext, seed_offset: int = 0, dtype=torch.float32, **config):
@@ -40,6 +59,7 @@ def _param_bytes(module: torch.nn.Module) -> int:
 # --- DCAL-01: parameter storage ---------------------------------------------------------------------
 
 @experiment("DCAL-01")
+@one_thread
 def pwca_parameter_storage(ctx: RunContext) -> Outcome:
     from impl.models.dcal.model import DualAttentionModel
     from impl.models.dcal.pwca import copy_attention
@@ -73,64 +93,78 @@ def pwca_parameter_storage(ctx: RunContext) -> Outcome:
 # --- DCAL-02: PWCA time ----------------------------------------------------------------------------
 
 @experiment("DCAL-02")
+@one_thread
 def pwca_time(ctx: RunContext) -> Outcome:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from impl.models.dcal.pwca import PairwiseCrossAttention
+    from impl.models.dcal.pwca import PairwiseCrossAttention, copy_attention
     from impl.models.dcal.vit import init_vit_
 
-    sizes = (50, 197) if ctx.quick else (50, 197, 785)
-    rounds, min_run = (1, 0.05) if ctx.quick else (3, 0.15)
+    # The paper's two settings: Re-ID 256×128 (N = 129) and FGVC 448×448 (N = 785), patch 16.
+    sizes = (129, 785) if ctx.quick else (50, 129, 197, 785)
+    # many short alternating rounds: on a shared machine the median of many A/B blocks is what survives
+    rounds, min_run = (3, 0.02) if ctx.quick else (15, 0.02)
     g = make_generator(ctx.seed)
     before = PairwiseCrossAttention(384, 6, weights="copy", kernel="sdpa")
     init_vit_(before, g)
     after = PairwiseCrossAttention(384, 6, weights="shared", kernel="sdpa")
     after.load_state_dict(before.state_dict())
     before, after = before.to(ctx.device).train(), after.to(ctx.device).train()
-    savings, speedups = [], []
+    savings, speedups, copy_share = [], [], []
+    sa = after.sa
+    copy_ms = time_callable(lambda: copy_attention(sa), min_run_time=0.05 if ctx.quick else 0.2).median_ms
     for n in sizes:
         x1 = torch.randn(1, n, 384, generator=g).to(ctx.device)
         x2 = torch.randn(1, n, 384, generator=g).to(ctx.device)
         torch.testing.assert_close(after(x1, x2), before(x1, x2))  # no speed figure without equal outputs
 
-        def step(module):
-            return lambda: module(x1, x2).sum().backward()
+        def step(module):  # a training-mode forward (autograd recording): where the copy happens
+            return lambda: module(x1, x2)
 
         cmp = compare_interleaved(step(before), step(after), rounds=rounds, min_run_time=min_run, device=ctx.device)
         speedups.append(cmp.speedup)
         savings.append(1 - 1 / cmp.speedup)
-    headline = savings[-1]
+        # the same question from two separate timings: the copy's share of a 'before' step
+        copy_share.append(copy_ms / (copy_ms + cmp.candidate.median_ms))
+    saved = dict(zip(sizes, savings))
+    headline = saved[785]
     fig, ax = plt.subplots(figsize=(4.5, 3))
-    ax.plot(sizes, [100 * s for s in savings], "o-", label="measured")
+    ax.plot(sizes, [100 * s for s in savings], "o-", label="measured (interleaved A/B)")
+    ax.plot(sizes, [100 * s for s in copy_share], "s--", label="copy time / step time")
     ax.axhline(30, color="r", ls="--", label="claimed ~30%")
     ax.set_xscale("log")
     ax.set_xlabel("tokens per image N")
     ax.set_ylabel("time saved by weight sharing (%)")
-    ax.set_title("PWCA block fwd+bwd, dim 384, 6 heads")
+    ax.set_title("PWCA layer forward (train mode), dim 384, 6 heads")
     ax.legend()
     fig.tight_layout()
     fig.savefig(ctx.figure_path("dcal02_pwca_time.png"), dpi=120)
     plt.close(fig)
     measured = {f"time_saved_N{n}": s for n, s in zip(sizes, savings)}
     measured.update({f"speedup_N{n}": s for n, s in zip(sizes, speedups)})
+    measured.update({f"copy_share_N{n}": s for n, s in zip(sizes, copy_share)})
+    measured["weight_copy_ms"] = copy_ms
     return Outcome(
-        verdict=within_factor(max(headline, 1e-9), 0.30, 2.0),
+        verdict=combine(within_factor(max(saved[129], 1e-9), 0.30, 2.0), within_factor(max(saved[785], 1e-9), 0.30, 2.0)),
         claimed="~30% faster PWCA computation (no weight copying)",
         measured=measured,
-        rule=f"holds if the time saved at N={sizes[-1]} lies within a factor 2 of 30% (15%–60%)",
-        evidence=(f"One PWCA layer (DeiT-Small width: dim 384, 6 heads, batch 1, float32), forward+backward, copy-then-attend "
+        rule="per setting (Re-ID N=129, FGVC N=785), holds if the time saved lies within a factor 2 of 30% (15%–60%); "
+             "both -> holds, one -> partial",
+        evidence=(f"One PWCA layer (DeiT-Small width: dim 384, 6 heads, batch 1, float32), training-mode forward, copy-then-attend "
                   f"vs shared weights, both through SDPA, timed interleaved at N = {', '.join(map(str, sizes))}; "
-                  f"outputs equal. Copying 2.3 MB of weights is O(D²) against O(N·D² + N²·D) of attention, "
-                  f"so the saving is {headline:.1%} at N={sizes[-1]}."),
+                  f"outputs equal. Copying 2.3 MB of weights ({copy_ms:.2f} ms, O(D²)) against O(N·D² + N²·D) of "
+                  f"attention: the saving is {saved[129]:.1%} at N=129 (Re-ID) and {headline:.1%} at N=785 (FGVC, copy share "
+                  f"{copy_share[-1]:.1%}); it shrinks as N grows. This machine is shared, so single A/B ratios are noisy; the copy share is the "
+                  f"steadier estimate."),
         figures=["dcal02_pwca_time.png"],
     )
 
 
 # --- DCAL-03: memory overall ------------------------------------------------------------------------
 
-def _training_step_peak(weights: str, side: int, depth: int) -> int:
+def _training_step_peak(weights: str, side: int, depth: int, fake: bool) -> int:
     def make_call():
         from impl.models.dcal.model import DualAttentionModel
 
@@ -143,17 +177,19 @@ def _training_step_peak(weights: str, side: int, depth: int) -> int:
 
         return call
 
-    return fake_peak_tensor_bytes(make_call).peak_bytes
+    return (fake_peak_tensor_bytes(make_call) if fake else peak_tensor_bytes(make_call())).peak_bytes
 
 
 @experiment("DCAL-03")
+@one_thread
 def memory_overall(ctx: RunContext) -> Outcome:
     from impl.models.dcal.model import DualAttentionModel
 
     side, depth = (224, 1) if ctx.quick else (448, 2)
     with torch.device("meta"):
         params = _param_bytes(DualAttentionModel(DEIT_S, num_classes=200, img_size=side, depth=depth))
-    peak = {w: _training_step_peak(w, side, depth) for w in ("copy", "shared")}
+    # quick: real tensors at 224×224 (same bytes as fake mode there); full: FakeTensorMode at 448×448
+    peak = {w: _training_step_peak(w, side, depth, fake=not ctx.quick) for w in ("copy", "shared")}
     total = {w: params + peak[w] for w in peak}  # parameters + peak tensors of one step (grads, activations, copies)
     reduction = 1 - total["shared"] / total["copy"]
     return Outcome(
@@ -165,7 +201,7 @@ def memory_overall(ctx: RunContext) -> Outcome:
         rule="holds if 1 - (params + step peak after) / (params + step peak before) >= 0.8 × 25%",
         evidence=(f"One training step (SA + GLCA + PWCA forward, backward of the summed logits), batch 1, DeiT-Small width at "
                   f"{side}×{side} with {depth} block(s) (per-block quantities, so the ratio does not depend on depth), "
-                  f"peak live tensor bytes under FakeTensorMode plus parameters: the weight copies are "
+                  f"peak live tensor bytes ({'real tensors' if ctx.quick else 'FakeTensorMode'}) plus parameters: the weight copies are "
                   f"{(peak['copy'] - peak['shared']) / 2**20:.1f} MB against {total['copy'] / 2**20:.0f} MB, "
                   f"a {reduction:.1%} reduction."),
     )
@@ -174,6 +210,7 @@ def memory_overall(ctx: RunContext) -> Outcome:
 # --- DCAL-04: PWCA semantics -----------------------------------------------------------------------
 
 @experiment("DCAL-04")
+@one_thread
 def pwca_semantics(ctx: RunContext) -> Outcome:
     from impl.models.dcal.pwca import PairwiseCrossAttention
     from impl.models.dcal.vit import init_vit_
@@ -216,6 +253,7 @@ def pwca_semantics(ctx: RunContext) -> Outcome:
 # --- DCAL-05: rollout cost --------------------------------------------------------------------------
 
 @experiment("DCAL-05")
+@one_thread
 def rollout_cost(ctx: RunContext) -> Outcome:
     import matplotlib
     matplotlib.use("Agg")
@@ -275,11 +313,12 @@ def rollout_cost(ctx: RunContext) -> Outcome:
 # --- DCAL-06: cache speedup -------------------------------------------------------------------------
 
 @experiment("DCAL-06")
+@one_thread
 def cache_speedup(ctx: RunContext) -> Outcome:
-    from impl.models.dcal.rollout import random_attentions, rollout_cls_optimized, rollout_cls_reference
+    from impl.models.dcal.rollout import rollout_cls_reference
 
     side, depth = (112, 4) if ctx.quick else (224, 12)
-    rounds, min_run = (1, 0.05) if ctx.quick else (2, 0.15)
+    rounds, min_run = (1, 0.05) if ctx.quick else (6, 0.05)
     config = dict(backbone_name=MINI, num_classes=200, img_size=side, depth=depth, top_k_ratio=0.1)
     measured = {}
     with torch.no_grad():
@@ -288,9 +327,10 @@ def cache_speedup(ctx: RunContext) -> Outcome:
             # max_size=1 and two alternating batches: every lookup misses (the distinct-batch case).
             cached = _model(ctx, rollout_impl=rollout, cache_attention_rollout=True, cache_size=1, **config).eval()
             batches = [_images(ctx, 2, side, i) for i in range(2)]
-            state = {"i": 0}
 
             def alternate(model):
+                state = {"i": 0}  # per model, so each one strictly alternates
+
                 def call():
                     state["i"] ^= 1
                     return model(batches[state["i"]])
@@ -304,18 +344,14 @@ def cache_speedup(ctx: RunContext) -> Outcome:
             measured[f"speedup_repeated_{rollout}"] = rep.speedup
             measured[f"speedup_distinct_{rollout}"] = dist.speedup
             measured[f"distinct_hit_rate_{rollout}"] = cached.get_cache_stats()["hit_rate"]
-    # Upper bound at the document's size: the share of evaluation FLOPs the rollout is (Amdahl).
+    # Upper bound at the document's size: the share of evaluation FLOPs the rollout is (Amdahl), counted on
+    # the meta device (shapes only, nothing allocated): DeiT-Small, 448×448, batch 1, full-product rollout.
     from impl.models.dcal.model import DualAttentionModel
-    from torch._subclasses.fake_tensor import FakeTensorMode
 
-    with FakeTensorMode():
-        model = DualAttentionModel(DEIT_S, num_classes=200, depth=1).eval()
-        x = torch.randn(1, 3, 448, 448)
-        maps = torch.empty(12, 1, 6, 785, 785)
-        with torch.no_grad():
-            block_flops = count_flops(lambda: model(x)) - count_flops(lambda: rollout_cls_reference(maps[:1]))
-            rollout_flops = count_flops(lambda: rollout_cls_reference(maps))
-    eval_flops = 12 * block_flops + rollout_flops  # 12 blocks + GLCA + full rollout; the per-block part scales with L
+    with torch.device("meta"), torch.no_grad():
+        model = DualAttentionModel(DEIT_S, num_classes=200, rollout_impl="full").eval()
+        eval_flops = count_flops(lambda: model(torch.empty(1, 3, 448, 448)))
+        rollout_flops = count_flops(lambda: rollout_cls_reference(torch.empty(12, 1, 6, 785, 785)))
     share = rollout_flops / eval_flops
     measured.update({"rollout_flop_share_deit_s_448": share, "amdahl_bound_speedup_deit_s_448": 1 / (1 - share)})
     headline = measured["speedup_repeated_full"]
@@ -338,6 +374,7 @@ def cache_speedup(ctx: RunContext) -> Outcome:
 # --- DCAL-07: cache correctness ---------------------------------------------------------------------
 
 @experiment("DCAL-07")
+@one_thread
 def cache_correctness(ctx: RunContext) -> Outcome:
     from hypothesis import HealthCheck, find, settings, strategies as st
     from hypothesis.errors import NoSuchExample
@@ -347,9 +384,10 @@ def cache_correctness(ctx: RunContext) -> Outcome:
 
     space = st.tuples(st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 12)),
                       st.integers(0, 10**6), st.sampled_from(TRANSFORMS))
-    search = settings(max_examples=100 if ctx.quick else 300, database=None, derandomize=True,
+    search = settings(max_examples=40 if ctx.quick else 200, database=None, derandomize=True,
                       suppress_health_check=list(HealthCheck))
     found = {}
+    warnings.filterwarnings("ignore", message=r"std\(\): degrees of freedom")  # 1-element maps in the search
     for label, cls in (("stats", StatsHashRolloutCache), ("exact", ExactRolloutCache)):
         try:
             found[label] = find(space, lambda case, cls=cls: not agrees(*cached_vs_recomputed(cls, *derived_pair(*case))),
@@ -398,6 +436,7 @@ def cache_correctness(ctx: RunContext) -> Outcome:
 # --- DCAL-08: LRU and statistics --------------------------------------------------------------------
 
 @experiment("DCAL-08")
+@one_thread
 def cache_lru_and_stats(ctx: RunContext) -> Outcome:
     side = 16
     config = dict(backbone_name="vit_micro_patch4", num_classes=5, img_size=side, top_k_ratio=0.25)
@@ -446,6 +485,7 @@ def cache_lru_and_stats(ctx: RunContext) -> Outcome:
 # --- DCAL-09: compatibility -------------------------------------------------------------------------
 
 @experiment("DCAL-09")
+@one_thread
 def checkpoint_compatibility(ctx: RunContext) -> Outcome:
     side = 16
     config = dict(backbone_name="vit_micro_patch4", num_classes=5, img_size=side, top_k_ratio=0.25)
@@ -482,6 +522,7 @@ def checkpoint_compatibility(ctx: RunContext) -> Outcome:
 # --- DCAL-10: uncertainty weighting -----------------------------------------------------------------
 
 @experiment("DCAL-10")
+@one_thread
 def uncertainty_weighting(ctx: RunContext) -> Outcome:
     from impl.models.dcal.uncertainty_loss import UncertaintyWeightedLoss
 
@@ -514,6 +555,7 @@ def uncertainty_weighting(ctx: RunContext) -> Outcome:
 # --- DCAL-11: evaluation path and query selection ----------------------------------------------------
 
 @experiment("DCAL-11")
+@one_thread
 def evaluation_path(ctx: RunContext) -> Outcome:
     from impl.models.dcal.glca import num_selected
     from impl.models.dcal.rollout import rollout_cls_optimized
