@@ -76,6 +76,9 @@ def assert_gradients_match(spec: ComponentSpec, impls: Implementations, sample: 
         e, a = expected[key], actual[key]
         if e is None and a is None:
             continue
-        assert (e is None) == (a is None), f"{key}: gradient present in only one implementation\n{context}"
+        # None means "no gradient flowed", i.e. zero: a branch-free optimized path that multiplies an
+        # unused branch by 0 yields zeros where the reference's Python branching yields None.
+        e = torch.zeros_like(a) if e is None else e
+        a = torch.zeros_like(e) if a is None else a
         torch.testing.assert_close(a, e, atol=tol.atol * 10, rtol=tol.rtol * 10,
                                    msg=lambda m, key=key: f"gradient {key}: {m}\n{context}")
