@@ -1,8 +1,10 @@
 """asv benchmarks generated from the registry: one class per family (numpy's asv style).
 
-Parameters: component and implementation, at the component's largest bench size (asv tracks a
-component over commits; scaling in n is the claims report's job, and every extra parameter costs
-asv a subprocess per combination). Bodies are one line;
+Parameters: component and implementation, at the middle of the component's bench sizes (asv tracks
+a component over commits; scaling in n is the claims report's job, and every extra parameter costs
+asv one more forked process per benchmark). `setup_cache` checks every optimized implementation
+against its reference once per family, and a pair that disagrees is skipped rather than timed.
+Bodies are one line;
 data comes from impl.bench's seeded, cached builders. track_* report deterministic measures with
 units (tensor bytes, FLOPs), so a regression in memory shows up without timing noise.
 """
@@ -14,29 +16,37 @@ from impl.registry import FAMILIES, list_components
 torch.set_num_threads(1)
 
 
+def asv_size(spec):
+    return spec.bench_sizes[len(spec.bench_sizes) // 2]
+
+
 def _family_benchmark(family, specs):
+    sizes = {spec.name: asv_size(spec) for spec in specs}
+
     class FamilyBenchmark:
         params = [[spec.name for spec in specs], list(IMPLEMENTATIONS)]
         param_names = ["component", "implementation"]
-        timeout = 300
+        timeout = 600
 
-        def setup(self, component, implementation):
-            spec = next(s for s in specs if s.name == component)
-            size = max(spec.bench_sizes)
-            if implementation == "optimized" and not optimized_matches_reference(component, size):
+        def setup_cache(self):
+            return {name: optimized_matches_reference(name, size) for name, size in sizes.items()}
+
+        def setup(self, matches, component, implementation):
+            size = sizes[component]
+            if implementation == "optimized" and not matches[component]:
                 raise NotImplementedError(f"{component}: optimized differs from reference at size {size}")
             self.case = bench_case(component, size, implementation)
             self.call = self.case.forward()
 
-        def time_forward(self, component, implementation):
+        def time_forward(self, matches, component, implementation):
             self.call()
 
-        def track_peak_tensor_bytes(self, component, implementation):
+        def track_peak_tensor_bytes(self, matches, component, implementation):
             return measure_case(self.case)["peak_tensor_bytes"]
 
         track_peak_tensor_bytes.unit = "bytes"
 
-        def track_flops(self, component, implementation):
+        def track_flops(self, matches, component, implementation):
             return measure_case(self.case)["flops"]
 
         track_flops.unit = "flops"
