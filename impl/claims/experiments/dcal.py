@@ -318,7 +318,7 @@ def cache_speedup(ctx: RunContext) -> Outcome:
     from impl.models.dcal.rollout import rollout_cls_reference
 
     side, depth = (112, 4) if ctx.quick else (224, 12)
-    rounds, min_run = (1, 0.05) if ctx.quick else (6, 0.05)
+    rounds, min_run = (3, 0.02) if ctx.quick else (8, 0.02)
     config = dict(backbone_name=MINI, num_classes=200, img_size=side, depth=depth, top_k_ratio=0.1)
     measured = {}
     with torch.no_grad():

@@ -162,6 +162,6 @@ register(ComponentSpec(
     memory_exponent={"reference": 2.0, "optimized": 1.0},
     expected_failures=(ExpectedFailure(
         "gradients_match_reference",
-        "DCAL-01/02: the documented 'before' PWCA deep-copies the SA weights into a fresh module every call, so "
+        "DCAL-01/02: the documented 'before' PWCA loads the SA weights into a fresh module every call, so "
         "no gradient reaches SA's parameters (the document's 'gradient flow issues'); the 'after' twin trains them"),),
 ))
