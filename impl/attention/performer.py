@@ -8,9 +8,12 @@ Feature maps φ: (B, H, n, d) -> (B, H, n, r), with ω the (r, d) random project
 is in the state_dict and both twins use the same draw):
   * 'softmax' (default, FAVOR+): x' = x / d^¼, φ(x) = r^-½ · (exp(x'ωᵀ - |x'|²/2 - s) + ε), so that
     E[φ(q)·φ(k)] ∝ exp(q·k/√d). ω has blocks of orthogonal rows (QR of Gaussian d × d matrices)
-    rescaled by the norms of Gaussian rows, as in the paper. Numerically stabilised: s is the row max
-    for queries and the max over all keys of a head for keys; both cancel in the normalisation.
-    ε = 1e-4 as in the paper's code keeps the denominator positive when exp underflows.
+    rescaled by the norms of Gaussian rows, as in the paper. Numerically stabilised as in the paper's
+    code (and performer-pytorch): s is the max of x'ωᵀ over the features (queries) or over all keys and
+    features of a head (keys), so every exponent is <= 0; s cancels in the normalisation.
+    ε = 1e-4 as in that code keeps the denominator positive when exp underflows. (Subtracting the max
+    of the whole exponent instead makes ε relatively smaller: we tried it; at |q|, |k| ~ √d it gave a
+    larger error against softmax, because ε damps the estimator's heavy tail.)
   * 'elu' / 'relu': φ(x) = elu(xωᵀ) + 1, or relu(xωᵀ) + 1e-3 — the document offers these as
     kernel_type; they are linear attentions, not softmax approximations (Katharopoulos et al., 2020;
     the Performer paper's generalised ReLU kernel). Both use the same r random features so the
@@ -18,7 +21,9 @@ is in the state_dict and both twins use the same draw):
 The document's default (kernel_type='elu') is not FAVOR+; we default to 'softmax', the method named.
 
 Reference: the explicit (n × n) matrix A = φ(Q)φ(K)ᵀ, rows normalised, then A V (same features).
-Optimized: φ(Q) (φ(K)ᵀ V) / (φ(Q) (φ(K)ᵀ 1)) — associativity, O(n·r·d), no n × n tensor.
+Optimized: φ(Q) (φ(K)ᵀ V) / (φ(Q) (φ(K)ᵀ 1)) — associativity, O(n·r·d), no n × n tensor; for the
+softmax kernel the constant r^-½ (it cancels) and ε (added to the small (r, d) products) never touch
+the (n, r) feature tensors, which are the memory-bound part of the cost.
 Features are redrawn only by `redraw_features(generator)`; the draw uses that explicit generator.
 Dropout (training only) is applied to the attention output, as there is no probability matrix
 in the optimized path. Non-causal, as in the document.
@@ -61,10 +66,11 @@ def feature_map(x: torch.Tensor, omega: torch.Tensor, kernel: str, is_query: boo
     if kernel == "relu":
         return F.relu(x @ omega.T) + RELU_EPS
     x = x * x.shape[-1] ** -0.25
-    logits = x @ omega.T - (x * x).sum(-1, keepdim=True) / 2  # (B, H, n, r)
+    projected = x @ omega.T  # (B, H, n, r)
     dims = (-1,) if is_query else (-2, -1)
-    stabiliser = logits.detach().amax(dim=dims, keepdim=True)  # cancels in the normalisation
-    return (torch.exp(logits - stabiliser) + SOFTMAX_EPS) * omega.shape[0] ** -0.5
+    # As in the paper's code: subtract the max of xωᵀ (not of the whole exponent), so exp() <= 1.
+    stabiliser = projected.detach().amax(dim=dims, keepdim=True)  # cancels in the normalisation
+    return (torch.exp(projected - (x * x).sum(-1, keepdim=True) / 2 - stabiliser) + SOFTMAX_EPS) * omega.shape[0] ** -0.5
 
 
 def favor_explicit(q, k, v, omega, kernel: str, return_probs: bool = False):
@@ -74,12 +80,32 @@ def favor_explicit(q, k, v, omega, kernel: str, return_probs: bool = False):
     return (probs @ v, probs) if return_probs else probs @ v
 
 
+def _softmax_exponentials(x, omega, is_query: bool) -> torch.Tensor:
+    """exp(x'ωᵀ - |x'|²/2 - s): the softmax features without ε and r^-½, in two passes over (n, r)."""
+    x = x * x.shape[-1] ** -0.25
+    projected = x @ omega.T  # matmul's backward needs only its inputs, so the in-place sub_ below is safe
+    stabiliser = projected.detach().amax(dim=(-1,) if is_query else (-2, -1), keepdim=True)
+    return torch.exp(projected.sub_(stabiliser + (x * x).sum(-1, keepdim=True) / 2))
+
+
 def favor_linear(q, k, v, omega, kernel: str):
-    """Optimized: φ(Q)(φ(K)ᵀV) / φ(Q)(φ(K)ᵀ1), O(n·r·d)."""
-    q_feat, k_feat = feature_map(q, omega, kernel, True), feature_map(k, omega, kernel, False)
-    kv = k_feat.transpose(-2, -1) @ v  # (B, H, r, dv)
-    normaliser = q_feat @ k_feat.sum(dim=-2).unsqueeze(-1)  # (B, H, n, 1)
-    return (q_feat @ kv) / normaliser
+    """Optimized: φ(Q)(φ(K)ᵀV) / φ(Q)(φ(K)ᵀ1), O(n·r·d), no (n × n) tensor.
+
+    Softmax kernel: with φ = r^-½(E + ε), r^-½ cancels between numerator and denominator and ε is
+    added to the small (r, d) products instead of to the (n, r) features: (E_Q + ε)ᵀ(E_K + ε)V =
+    E_Q(E_KᵀV + ε ΣV) + ε Σ_f(E_KᵀV + ε ΣV)_f — the same value with three fewer passes over (n, r)."""
+    if kernel != "softmax":
+        q_feat, k_feat = feature_map(q, omega, kernel, True), feature_map(k, omega, kernel, False)
+        kv = k_feat.transpose(-2, -1) @ v  # (B, H, r, dv)
+        normaliser = q_feat @ k_feat.sum(dim=-2).unsqueeze(-1)  # (B, H, n, 1)
+        return (q_feat @ kv) / normaliser
+    eps = SOFTMAX_EPS
+    e_q, e_k = _softmax_exponentials(q, omega, True), _softmax_exponentials(k, omega, False)
+    kv = e_k.transpose(-2, -1) @ v + eps * v.sum(dim=-2, keepdim=True)  # (B, H, r, dv) = (E_K + ε)ᵀV
+    k_sum = e_k.sum(dim=-2) + eps * k.shape[-2]  # (B, H, r) = (E_K + ε)ᵀ1
+    numerator = e_q @ kv + eps * kv.sum(dim=-2, keepdim=True)  # (B, H, n, dv)
+    denominator = e_q @ k_sum.unsqueeze(-1) + eps * k_sum.sum(dim=-1)[..., None, None]  # (B, H, n, 1)
+    return numerator / denominator
 
 
 class PerformerAttention(SelfAttentionLayer):
