@@ -105,7 +105,7 @@ def pwca_time(ctx: RunContext) -> Outcome:
     # The paper's two settings: Re-ID 256×128 (N = 129) and FGVC 448×448 (N = 785), patch 16.
     sizes = (129, 785) if ctx.quick else (50, 129, 197, 785)
     # many short alternating rounds: on a shared machine the median of many A/B blocks is what survives
-    rounds, min_run = (3, 0.02) if ctx.quick else (15, 0.02)
+    rounds, min_run = (2, 0.02) if ctx.quick else (15, 0.02)
     g = make_generator(ctx.seed)
     before = PairwiseCrossAttention(384, 6, weights="copy", kernel="sdpa")
     init_vit_(before, g)
@@ -354,13 +354,21 @@ def cache_speedup(ctx: RunContext) -> Outcome:
         rollout_flops = count_flops(lambda: rollout_cls_reference(torch.empty(12, 1, 6, 785, 785)))
     share = rollout_flops / eval_flops
     measured.update({"rollout_flop_share_deit_s_448": share, "amdahl_bound_speedup_deit_s_448": 1 / (1 - share)})
-    headline = measured["speedup_repeated_full"]
+    with torch.device("meta"), torch.no_grad():  # the same share at the timed size
+        small = DualAttentionModel(rollout_impl="full", **config).eval()
+        small_share = (count_flops(lambda: rollout_cls_reference(torch.empty(depth, 2, 3, small.pos_embed.shape[1],
+                                                                              small.pos_embed.shape[1])))
+                       / count_flops(lambda: small(torch.empty(2, 3, side, side))))
+    measured["rollout_flop_share_timed_size"] = small_share
+    # A hit can remove at most the rollout's share of the work, so the timed speedup (noisy on a shared
+    # machine) is capped by that FLOP bound before it is compared with the claim.
+    headline = min(measured["speedup_repeated_full"], 1 / (1 - share))
     return Outcome(
         verdict=at_least(headline, 1.6),
         claimed="Rollout caching: up to 60% faster evaluation on repeated patterns",
         measured=measured,
-        rule="'60% faster' read as a 1.6× speedup; holds if the eval speedup on a repeated batch with the documented "
-             "(full-product) rollout and statistics-hash cache is >= 0.8 × 1.6",
+        rule="'60% faster' read as a 1.6× speedup; holds if min(timed eval speedup on a repeated batch with the documented "
+             "full-product rollout and statistics-hash cache, FLOP bound 1/(1 − rollout share) at DeiT-S@448) >= 0.8 × 1.6",
         evidence=(f"Eval forward of DualAttentionModel ({MINI}: dim 96, {depth} blocks, 3 heads, {side}×{side}, batch 2, "
                   f"float32; N/dim as DeiT-S@448), cache on vs off, timed interleaved. Repeated batch: "
                   f"{headline:.2f}× with the full rollout, {measured['speedup_repeated_cls_chain']:.2f}× with the CLS-row "
