@@ -74,7 +74,3 @@ def check_chunk_size(chunk_size, name: str = "chunk_size") -> int | None:
         raise ValueError(f"{name} must be >= 1, got {chunk_size}")
     return chunk_size
 
-
-def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 for every floating dtype: the sums below cancel (||G||² - Σ diag²) and need it."""
-    return torch.float64 if dtype != torch.float64 else dtype

@@ -6,7 +6,6 @@ Every rule below is written before its measurement and only reads the measured n
 from __future__ import annotations
 
 import functools
-import math
 import time
 import warnings
 
@@ -16,7 +15,7 @@ import torch.nn.functional as F
 
 from impl.attention.dynamic_weighting import Attention
 from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.measure import compare_interleaved, fake_peak_tensor_bytes, fit_exponent, peak_tensor_bytes, time_callable
+from impl.measure import compare_interleaved, fake_peak_tensor_bytes, fit_exponent, time_callable
 from impl.registry import make_generator
 from impl.regularizers._common import chunk_columns
 from impl.regularizers.covariance import (covariance_component_torch, covariance_regularization,
