@@ -108,10 +108,10 @@ class DualAttentionModel(nn.Module):
     def attention_rollout(self, attentions: list[torch.Tensor]) -> torch.Tensor:
         """CLS row of the rollout (B, N); through the cache in eval mode when enabled."""
         compute = ROLLOUTS[self.rollout_impl]
-        maps = torch.stack([a.detach() for a in attentions])  # (L, B, H, N, N); selection has no gradient
+        maps = [a.detach() for a in attentions]  # L × (B, H, N, N); the selection has no gradient
         if self.cache_attention_rollout and not self.training:
-            return self.rollout_cache.get_or_compute(maps, compute)
-        return compute(maps)
+            return self.rollout_cache.get_or_compute(maps, compute)  # the cache stacks them for its key
+        return compute(maps)  # no stacked copy of the maps on this path
 
     def pwca_branch(self, x1: torch.Tensor, x2_inputs: list[torch.Tensor]) -> torch.Tensor:
         for block, x2 in zip(self.blocks, x2_inputs):

@@ -28,8 +28,9 @@ import torch
 from impl.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, Tolerance, register
 
 
-def stack_attentions(attentions) -> torch.Tensor:
-    """Validate and stack per-layer attention maps into (L, B, H, N, N)."""
+def attention_layers(attentions) -> list[torch.Tensor]:
+    """Validate per-layer maps, given stacked (L, B, H, N, N) or as a list of L × (B, H, N, N), and
+    return them as a list of (B, H, N, N) views — without copying a list into one stacked tensor."""
     if isinstance(attentions, (list, tuple)):
         if len(attentions) == 0:
             raise ValueError("attentions is empty: need at least one layer of shape [batch, heads, N, N]")
@@ -37,30 +38,39 @@ def stack_attentions(attentions) -> torch.Tensor:
             if not isinstance(a, torch.Tensor) or a.dim() != 4:
                 raise ValueError(f"attentions[{i}] must be a tensor of shape [batch, heads, N, N], got "
                                  f"{tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__}")
-        if len({a.shape for a in attentions}) != 1:
-            raise ValueError(f"attentions: every layer must have the same shape, got {[tuple(a.shape) for a in attentions]}")
-        attentions = torch.stack(list(attentions))
-    if not isinstance(attentions, torch.Tensor):
+        if len({(a.shape, a.dtype) for a in attentions}) != 1:
+            raise ValueError(f"attentions: every layer must have the same shape and dtype, got "
+                             f"{[tuple(a.shape) for a in attentions]}")
+        layers, shape = list(attentions), (len(attentions), *attentions[0].shape)
+    elif isinstance(attentions, torch.Tensor):
+        if attentions.dim() != 5:
+            raise ValueError(f"attentions must have shape [L, batch, heads, N, N] (rank 5), got {tuple(attentions.shape)}")
+        layers, shape = list(attentions.unbind(0)), tuple(attentions.shape)
+    else:
         raise TypeError(f"attentions must be a tensor [L, batch, heads, N, N] or a list of [batch, heads, N, N], "
                         f"got {type(attentions).__name__}")
-    if attentions.dim() != 5:
-        raise ValueError(f"attentions must have shape [L, batch, heads, N, N] (rank 5), got {tuple(attentions.shape)}")
-    if attentions.shape[-1] != attentions.shape[-2]:
-        raise ValueError(f"attentions must be square in the last two dims [.., N, N], got {tuple(attentions.shape)}")
-    if min(attentions.shape) == 0:
-        raise ValueError(f"attentions has an empty dimension: {tuple(attentions.shape)}")
-    if not attentions.is_floating_point():
-        raise TypeError(f"attentions must be floating, got {attentions.dtype}")
-    return attentions
+    if shape[-1] != shape[-2]:
+        raise ValueError(f"attentions must be square in the last two dims [.., N, N], got {shape}")
+    if min(shape) == 0:
+        raise ValueError(f"attentions has an empty dimension: {shape}")
+    if not layers[0].is_floating_point():
+        raise TypeError(f"attentions must be floating, got {layers[0].dtype}")
+    return layers
+
+
+def stack_attentions(attentions) -> torch.Tensor:
+    """Validated maps as one (L, B, H, N, N) tensor (the caches key and store that)."""
+    layers = attention_layers(attentions)
+    return attentions if isinstance(attentions, torch.Tensor) else torch.stack(layers)
 
 
 def attention_rollout_full(attentions) -> torch.Tensor:
     """Reference: the full rollout matrix R (B, N, N), as the usual loop writes it. O(L·N³)."""
-    attentions = stack_attentions(attentions)
-    _, b, _, n, _ = attentions.shape
-    eye = torch.eye(n, dtype=attentions.dtype, device=attentions.device)
+    layers = attention_layers(attentions)
+    b, _, n, _ = layers[0].shape
+    eye = torch.eye(n, dtype=layers[0].dtype, device=layers[0].device)
     result = eye.expand(b, n, n)
-    for attn in attentions:  # layer 1 first, so the last layer ends up leftmost
+    for attn in layers:  # layer 1 first, so the last layer ends up leftmost
         fused = attn.mean(dim=1)  # (B, N, N) head fusion "mean"
         a = (fused + eye) / 2  # residual connection
         a = a / a.sum(dim=-1, keepdim=True)
@@ -75,16 +85,16 @@ def rollout_cls_reference(attentions) -> torch.Tensor:
 
 def rollout_cls_optimized(attentions) -> torch.Tensor:
     """CLS row as a vector chain, e₀ᵀĀ_L … Ā_1 — O(L·H·N²), no N × N product. (B, N)."""
-    attentions = stack_attentions(attentions)
+    layers = attention_layers(attentions)
     # e₀ᵀĀ_L needs only the CLS row of the last layer: (mean_h A[0] + e₀) / (its sum + 1).
-    row = attentions[-1, :, :, 0, :].mean(dim=1)  # (B, N)
+    row = layers[-1][:, :, 0, :].mean(dim=1)  # (B, N)
     row = torch.cat([row[:, :1] + 1, row[:, 1:]], dim=1)
     row = row / row.sum(dim=-1, keepdim=True)
-    heads = attentions.shape[2]
-    for layer in range(attentions.shape[0] - 2, -1, -1):  # a loop over layers (L ≈ 12), never over tokens
+    heads = layers[0].shape[1]
+    for layer in range(len(layers) - 2, -1, -1):  # a loop over layers (L ≈ 12), never over tokens
         # Σ_h A_h, one pass over the H maps; the 1/H is folded into the (B, N) vectors below, since
         # a separate mean costs a second pass over an N × N matrix (2.5× slower on CPU at N = 785).
-        fused = attentions[layer].sum(dim=1)  # (B, N, N)
+        fused = layers[layer].sum(dim=1)  # (B, N, N)
         scale = (fused.sum(dim=-1) / heads + 1) / 2  # row sums of (Ā + I)/2, (B, N)
         w = row / scale
         row = (torch.bmm(w.unsqueeze(1), fused).squeeze(1) / heads + w) / 2  # vector–matrix, (B, N)
@@ -112,6 +122,7 @@ def _error_inputs(device, dtype, generator):
         ErrorInput(SampleInput((good[..., :4],), name="not_square"), ValueError, r"attentions must be square"),
         ErrorInput(SampleInput(([good[0], good[1, :, :, :4, :4]],), name="layer_mismatch"), ValueError,
                    r"every layer must have the same shape"),
+        ErrorInput(SampleInput(("maps",), name="not_tensor"), TypeError, r"attentions must be a tensor"),
         ErrorInput(SampleInput(([],), name="no_layers"), ValueError, r"attentions is empty"),
         ErrorInput(SampleInput((good.long(),), name="int_maps"), TypeError, r"attentions must be floating"),
     ]
