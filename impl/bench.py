@@ -92,16 +92,27 @@ def optimized_matches_reference(name: str, size: int, device: str = "cpu", dtype
     return True
 
 
+def case_flops(case: BenchCase) -> int:
+    from impl.measure import count_flops
+
+    return count_flops(case.forward())
+
+
+def case_peak_bytes(case: BenchCase) -> int:
+    from impl.measure import peak_tensor_bytes
+
+    return peak_tensor_bytes(case.forward()).peak_bytes
+
+
+def case_host_syncs(case: BenchCase) -> int:
+    from impl.measure import count_host_syncs
+
+    return count_host_syncs(case.forward())
+
+
 def measure_case(case: BenchCase) -> dict:
     """Deterministic measures of a case: FLOPs, peak tensor bytes and host syncs of one forward."""
-    from impl.measure import count_flops, count_host_syncs, peak_tensor_bytes
-
-    call = case.forward()
-    return {
-        "flops": count_flops(call),
-        "peak_tensor_bytes": peak_tensor_bytes(call).peak_bytes,
-        "host_syncs": count_host_syncs(call),
-    }
+    return {"flops": case_flops(case), "peak_tensor_bytes": case_peak_bytes(case), "host_syncs": case_host_syncs(case)}
 
 
 def run_bench(pattern: str, sizes: list[int] | None = None, device: str = "cpu", out: str | None = None) -> int:

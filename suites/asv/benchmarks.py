@@ -10,7 +10,7 @@ units (tensor bytes, FLOPs), so a regression in memory shows up without timing n
 """
 import torch
 
-from impl.bench import IMPLEMENTATIONS, bench_case, measure_case, optimized_matches_reference
+from impl.bench import IMPLEMENTATIONS, bench_case, case_flops, case_peak_bytes, optimized_matches_reference
 from impl.registry import FAMILIES, list_components
 
 torch.set_num_threads(1)
@@ -42,12 +42,12 @@ def _family_benchmark(family, specs):
             self.call()
 
         def track_peak_tensor_bytes(self, matches, component, implementation):
-            return measure_case(self.case)["peak_tensor_bytes"]
+            return case_peak_bytes(self.case)
 
         track_peak_tensor_bytes.unit = "bytes"
 
         def track_flops(self, matches, component, implementation):
-            return measure_case(self.case)["flops"]
+            return case_flops(self.case)
 
         track_flops.unit = "flops"
 
