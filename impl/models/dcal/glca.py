@@ -100,14 +100,17 @@ def _build(config, device, dtype, generator):
 TEST_DIM = 16
 
 
-def _sample_inputs(n, device, dtype, generator):
-    def sample(b):
-        x = torch.randn(b, n, TEST_DIM, device=device, dtype=dtype, generator=generator)
-        # a permutation per image gives distinct scores, so top-k has no ties
-        row = torch.rand(b, n, device=device, dtype=dtype, generator=generator).argsort(dim=-1).to(dtype).softmax(-1)
-        return SampleInput((x, row), name=f"batch{b}")
+def token_samples(dim: int):
+    def sample_inputs(n, device, dtype, generator):
+        def sample(b):
+            x = torch.randn(b, n, dim, device=device, dtype=dtype, generator=generator)
+            # a permutation per image gives distinct scores, so top-k has no ties
+            row = torch.rand(b, n, device=device, dtype=dtype, generator=generator).argsort(dim=-1).to(dtype).softmax(-1)
+            return SampleInput((x, row), name=f"batch{b}")
 
-    return [sample(2), sample(1)]
+        return [sample(2), sample(1)]
+
+    return sample_inputs
 
 
 def _error_inputs(device, dtype, generator):
@@ -130,7 +133,8 @@ register(ComponentSpec(
     claims=("DCAL-11",),
     description="global-local cross-attention: top-R queries by rollout; reference full attention rows, optimized gathered SDPA",
     build=_build,
-    sample_inputs=_sample_inputs,
+    sample_inputs=token_samples(TEST_DIM),
+    bench_inputs=token_samples(384),
     error_inputs=_error_inputs,
     default_config=dict(dim=TEST_DIM, num_heads=2, top_k_ratio=0.25),
     bench_config=dict(dim=384, num_heads=6, top_k_ratio=0.1),

@@ -114,16 +114,19 @@ def _build(config, device, dtype, generator):
 TEST_DIM = 16
 
 
-def _sample_inputs(n, device, dtype, generator):
-    def randn(*shape):
-        return torch.randn(*shape, device=device, dtype=dtype, generator=generator)
+def pair_samples(dim: int):
+    def sample_inputs(n, device, dtype, generator):
+        def randn(*shape):
+            return torch.randn(*shape, device=device, dtype=dtype, generator=generator)
 
-    x1 = randn(2, n, TEST_DIM)
-    return [
-        SampleInput((x1, randn(2, n, TEST_DIM)), name="pair"),
-        SampleInput((x1, x1.clone()), name="same_image"),
-        SampleInput((randn(1, n, TEST_DIM), randn(1, n + 3, TEST_DIM)), name="unequal_lengths"),
-    ]
+        x1 = randn(2, n, dim)
+        return [
+            SampleInput((x1, x1.clone()), name="same_image"),
+            SampleInput((randn(1, n, dim), randn(1, n + 3, dim)), name="unequal_lengths"),
+            SampleInput((x1, randn(2, n, dim)), name="pair"),
+        ]
+
+    return sample_inputs
 
 
 def _error_inputs(device, dtype, generator):
@@ -151,7 +154,8 @@ register(ComponentSpec(
     claims=("DCAL-01", "DCAL-02", "DCAL-03", "DCAL-04"),
     description="pair-wise cross-attention; reference copies SA weights per call (before), optimized shares them (after)",
     build=_build,
-    sample_inputs=_sample_inputs,
+    sample_inputs=pair_samples(TEST_DIM),
+    bench_inputs=pair_samples(384),
     error_inputs=_error_inputs,
     default_config=dict(dim=TEST_DIM, num_heads=2),
     bench_config=dict(dim=384, num_heads=6),

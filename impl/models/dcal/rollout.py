@@ -115,6 +115,12 @@ def _sample_inputs(n, device, dtype, generator):
     ]
 
 
+def _bench_inputs(n, device, dtype, generator):
+    """DeiT-Small's maps: 12 layers, 6 heads, one image."""
+    return [SampleInput((random_attentions(12, 1, 6, n, dtype=dtype, device=device, generator=generator),),
+                        name="L12_B1_H6")]
+
+
 def _error_inputs(device, dtype, generator):
     good = random_attentions(2, 1, 2, 5, dtype=dtype, device=device, generator=generator)
     return [
@@ -138,6 +144,7 @@ register(ComponentSpec(
     description="attention rollout CLS row: reference full L·N³ matrix product, optimized L·N² vector chain",
     build=_build,
     sample_inputs=_sample_inputs,
+    bench_inputs=_bench_inputs,
     error_inputs=_error_inputs,
     test_sizes=(1, 2, 7, 17),
     bench_sizes=(197, 393, 785),

@@ -191,6 +191,12 @@ def _sample_inputs(n, device, dtype, generator):
     ]
 
 
+def _bench_inputs(n, device, dtype, generator):
+    """A miss then a hit on DeiT-Small-shaped maps (12 layers, 6 heads): the path the cache exists for."""
+    first = random_attentions(12, 1, 6, n, dtype=dtype, device=device, generator=generator)
+    return [SampleInput((first, first.clone()), name="repeated")]
+
+
 def _error_inputs(device, dtype, generator):
     good = random_attentions(2, 1, 2, 5, dtype=dtype, device=device, generator=generator)
     return [ErrorInput(SampleInput((good, good[0]), name="rank4"), ValueError, r"attentions must have shape \[L, batch"),
@@ -214,6 +220,7 @@ for _kind, _cls, _xfail in (
         build=lambda config, device, dtype, generator, _cls=_cls: Implementations(reference=_recompute,
                                                                                  optimized=_two_calls(_cls)),
         sample_inputs=_sample_inputs,
+        bench_inputs=_bench_inputs,
         error_inputs=_error_inputs,
         test_sizes=(2, 7, 16),
         bench_sizes=(197, 785),
