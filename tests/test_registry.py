@@ -47,7 +47,10 @@ def test_expected_failure_must_name_a_known_test_and_a_reason():
         ExpectedFailure("matches_reference", "  ")
 
 
-def test_register_twice_is_an_error():
+def test_register_twice_is_an_error(monkeypatch):
+    # A private copy of the registry: the test must not leave a component behind for other suites.
+    import impl.registry
+    monkeypatch.setattr(impl.registry, "_REGISTRY", dict(impl.registry._REGISTRY))
     spec = _spec(name="attention.registered_twice_for_test")
     register(spec)
     with pytest.raises(ValueError, match="registered twice"):

@@ -190,6 +190,14 @@ def _sample_inputs(n, device, dtype, generator):
     return [SampleInput((x,), name="batch2"), SampleInput((x[:1].clone(),), name="batch1")]
 
 
+BENCH_CONFIG = dict(in_channels=10, hidden=32, out_channels=32, kernel_size=3)
+
+
+def _bench_inputs(n, device, dtype, generator):
+    x = torch.randn(2, BENCH_CONFIG["in_channels"], n, n, device=device, dtype=dtype, generator=generator)
+    return [SampleInput((x,), name="batch2"), SampleInput((x[:1].clone(),), name="batch1")]
+
+
 def _error_inputs(device, dtype, generator):
     c = TEST_CONFIG["in_channels"]
     other = torch.float64 if dtype != torch.float64 else torch.float32
@@ -229,7 +237,8 @@ for _cache, _name in _NAMES.items():
         sample_inputs=_sample_inputs,
         error_inputs=_error_inputs,
         default_config=TEST_CONFIG,
-        bench_config=dict(in_channels=10, hidden=32, out_channels=32, kernel_size=3),
+        bench_config=BENCH_CONFIG,
+        bench_inputs=_bench_inputs,
         test_sizes=(1, 5, 8),
         bench_sizes=(8, 16, 32, 64),
         size_name="grid",

@@ -182,6 +182,10 @@ def _sample_inputs(n, device, dtype, generator):
     return [SampleInput((torch.randn(3, 2, n, n, device=device, dtype=dtype, generator=generator),), name="grids")]
 
 
+def _bench_inputs(n, device, dtype, generator):  # bench_config has 4 channels
+    return [SampleInput((torch.randn(3, 4, n, n, device=device, dtype=dtype, generator=generator),), name="grids")]
+
+
 def _error_inputs(device, dtype, generator):
     def randn(*shape):
         return torch.randn(*shape, device=device, dtype=dtype, generator=generator)
@@ -200,6 +204,6 @@ for _name, _corrected, _description in (
     register(ComponentSpec(
         name=_name, claims=("EQ-08", "EQ-09"), description=_description, build=_builder(_corrected),
         sample_inputs=_sample_inputs, error_inputs=_error_inputs, default_config=TEST_CONFIG,
-        bench_config=dict(channels=4), test_sizes=(1, 4, 7), bench_sizes=(8, 16, 32, 64), size_name="grid",
+        bench_config=dict(channels=4), bench_inputs=_bench_inputs, test_sizes=(1, 4, 7), bench_sizes=(8, 16, 32, 64), size_name="grid",
         time_exponent={"reference": 2.0, "optimized": 2.0}, memory_exponent={"reference": 2.0, "optimized": 2.0},
     ))

@@ -182,6 +182,15 @@ def _sample_inputs(n, device, dtype, generator):
     return [SampleInput((x,), name="examples")]
 
 
+BENCH_CONFIG = dict(num_examples=10, in_channels=10, out_channels=10, feature_dim=16, adapter_rank=8, k_neighbors=5)
+
+
+def _bench_inputs(n, device, dtype, generator):
+    x = torch.randn(BENCH_CONFIG["num_examples"], BENCH_CONFIG["in_channels"], n, n, device=device, dtype=dtype,
+                    generator=generator)
+    return [SampleInput((x,), name="examples")]
+
+
 def _error_inputs(device, dtype, generator):
     c, n_ex = TEST_CONFIG["in_channels"], TEST_CONFIG["num_examples"]
 
@@ -207,7 +216,8 @@ register(ComponentSpec(
     sample_inputs=_sample_inputs,
     error_inputs=_error_inputs,
     default_config=TEST_CONFIG,
-    bench_config=dict(num_examples=10, in_channels=10, out_channels=10, feature_dim=16, adapter_rank=8, k_neighbors=5),
+    bench_config=BENCH_CONFIG,
+    bench_inputs=_bench_inputs,
     test_sizes=(1, 3, 6),
     bench_sizes=(8, 16, 32),
     size_name="grid",

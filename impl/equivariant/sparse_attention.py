@@ -130,6 +130,13 @@ def _sample_inputs(n, device, dtype, generator):
             SampleInput((torch.randn(2, n, TEST_DIM, device=device, dtype=dtype, generator=generator),), name="batched")]
 
 
+BENCH_DIM = 32
+
+
+def _bench_inputs(n, device, dtype, generator):
+    return [SampleInput((torch.randn(n, BENCH_DIM, device=device, dtype=dtype, generator=generator),), name="examples")]
+
+
 def _error_inputs(device, dtype, generator):
     other = torch.float64 if dtype != torch.float64 else torch.float32
 
@@ -159,7 +166,8 @@ register(ComponentSpec(
     sample_inputs=_sample_inputs,
     error_inputs=_error_inputs,
     default_config=dict(feature_dim=TEST_DIM, k_neighbors=3, temperature=1.0, chunk_size=4),
-    bench_config=dict(feature_dim=32, k_neighbors=5, temperature=1.0, chunk_size=512),
+    bench_config=dict(feature_dim=BENCH_DIM, k_neighbors=5, temperature=1.0, chunk_size=512),
+    bench_inputs=_bench_inputs,
     test_sizes=(3, 7, 16),
     bench_sizes=(512, 1024, 2048, 4096),
     size_name="N",
