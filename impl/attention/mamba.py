@@ -23,8 +23,14 @@ Optimized: a chunked scan with T = chunk_size steps per chunk and no per-time-st
 Python runs 2T + L/T small steps instead of L, each on L/T times more data, and the largest live
 tensor is (B, L/T, d_inner, N) — never the (B, d_inner, L, N) tensor a full parallel scan would
 materialise — so forward memory is O(B·d_inner·(L + N)) for T >= N. Only products of decays ≤ 1
-are formed (no division by cumulative decays), so it is as stable as the sequential scan. Autograd
-through it keeps per-step states like the reference does (training memory is O(B·L·d_inner·N)).
+are formed (no division by cumulative decays), so it is as stable as the sequential scan. In training,
+pass 1 is checkpointed (recomputed in backward), so autograd keeps per-step states of one pass, like
+the reference (training memory is O(B·L·d_inner·N); measured at dim 768, L=1024: 0.28 GiB against
+the reference's 0.27 GiB, 0.47 GiB without the checkpoint).
+Speed on CPU: 1.4-1.7x the sequential loop at L=4096, d_inner 512, state 16 (one thread). Not more,
+because the loop is not launch-bound there: each step already works on 8k elements, and the exp of
+(Δ_t A) dominates — the two-pass scan computes it twice per (t, d_inner, N) element. On a GPU, where
+the loop's L launches are the cost, 2T + L/T launches is the gain; a fused kernel would do better still.
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from impl.attention.base import build_module_pair, check_dropout, check_path, check_positive_int, check_tokens, \
     init_linear_, token_error_inputs, token_samples
@@ -71,9 +78,18 @@ def chunked_scan(x, delta, A, B, C, chunk_size: int = 64):
         decay = torch.exp(delta[t].unsqueeze(-2) * A_t)
         return torch.addcmul(decay * h, B[t].unsqueeze(-1), dx[t].unsqueeze(-2))
 
-    h = x.new_zeros(b, nc, N, D)
-    for t in range(T):  # 1. each chunk from a zero state
-        h = step(h, t)
+    def chunk_end_states(dx, delta, B):  # 1. each chunk from a zero state (arguments: for the checkpoint)
+        h = x.new_zeros(b, nc, N, D)
+        for t in range(T):
+            h = step(h, t)
+        return h
+
+    if torch.is_grad_enabled():
+        # Training: keep only the end states of pass 1 and recompute its steps in backward, so autograd
+        # stores per-step tensors for one pass (as the sequential reference does), not two.
+        h = checkpoint(chunk_end_states, dx, delta, B, use_reentrant=False)
+    else:
+        h = chunk_end_states(dx, delta, B)
     chunk_decay = torch.exp(delta.sum(dim=0).unsqueeze(-2) * A_t)  # (b, nc, N, D): exp(A ΣΔ) over the chunk
     carry, h_in = x.new_zeros(b, N, D), []
     for c in range(nc):  # 2. the state entering each chunk
