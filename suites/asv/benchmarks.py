@@ -2,11 +2,12 @@
 
 Parameters: component and implementation, at the middle of the component's bench sizes (asv tracks
 a component over commits; scaling in n is the claims report's job, and every extra parameter costs
-asv one more forked process per benchmark). `setup_cache` checks every optimized implementation
-against its reference once per family, and a pair that disagrees is skipped rather than timed.
-Bodies are one line;
+asv one more forked process per benchmark). `setup_cache` checks every optimized implementation of
+the family against its reference once, and a pair that disagrees is skipped rather than timed.
+Each family class spells out its own one-line `setup_cache`: asv keys that cache by module and line
+number, so a shared definition would hand one family's cache to every other. Bodies are one line;
 data comes from impl.bench's seeded, cached builders. track_* report deterministic measures with
-units (tensor bytes, FLOPs), so a regression in memory shows up without timing noise.
+units (tensor bytes, FLOPs), so a memory regression shows without timing noise.
 """
 import torch
 
@@ -20,50 +21,91 @@ def asv_size(spec):
     return spec.bench_sizes[len(spec.bench_sizes) // 2]
 
 
-def _family_benchmark(family, specs):
-    sizes = {spec.name: asv_size(spec) for spec in specs}
+class FamilySuite:
+    """Shared body; subclasses name their family (and their own setup_cache, see above)."""
 
-    class FamilyBenchmark:
-        params = [[spec.name for spec in specs], list(IMPLEMENTATIONS)]
-        param_names = ["component", "implementation"]
-        timeout = 600
+    family = ""
+    param_names = ["component", "implementation"]
+    timeout = 600
 
-        def setup_cache(self):
-            return {name: optimized_matches_reference(name, size) for name, size in sizes.items()}
+    @classmethod
+    def specs(cls):
+        return list_components(f"{cls.family}.*")
 
-        def setup(self, matches, component, implementation):
-            size = sizes[component]
-            if implementation == "optimized" and not matches[component]:
-                raise NotImplementedError(f"{component}: optimized differs from reference at size {size}")
-            self.case = bench_case(component, size, implementation)
-            self.call = self.case.forward()
+    @classmethod
+    def check_pairs(cls):
+        return {spec.name: optimized_matches_reference(spec.name, asv_size(spec)) for spec in cls.specs()}
 
-        def time_forward(self, matches, component, implementation):
-            self.call()
+    def setup(self, matches, component, implementation):
+        if implementation == "optimized" and not matches[component]:
+            raise NotImplementedError(f"{component}: optimized differs from reference")
+        size = next(asv_size(spec) for spec in self.specs() if spec.name == component)
+        self.case = bench_case(component, size, implementation)
+        self.call = self.case.forward()
 
-        def track_peak_tensor_bytes(self, matches, component, implementation):
-            return case_peak_bytes(self.case)
+    def time_forward(self, matches, component, implementation):
+        self.call()
 
-        track_peak_tensor_bytes.unit = "bytes"
+    def track_peak_tensor_bytes(self, matches, component, implementation):
+        return case_peak_bytes(self.case)
 
-        def track_flops(self, matches, component, implementation):
-            return case_flops(self.case)
+    track_peak_tensor_bytes.unit = "bytes"
 
-        track_flops.unit = "flops"
+    def track_flops(self, matches, component, implementation):
+        return case_flops(self.case)
 
-    FamilyBenchmark.__name__ = FamilyBenchmark.__qualname__ = f"{family.capitalize()}Suite"
-    return FamilyBenchmark
+    track_flops.unit = "flops"
 
 
-for _family in FAMILIES:
-    _specs = list_components(f"{_family}.*")
-    if _specs:
-        _cls = _family_benchmark(_family, _specs)
-        globals()[_cls.__name__] = _cls
+def _params(family):
+    return [[spec.name for spec in list_components(f"{family}.*")] or ["none"], list(IMPLEMENTATIONS)]
+
+
+class AttentionSuite(FamilySuite):
+    family, params = "attention", _params("attention")
+
+    def setup_cache(self):
+        return self.check_pairs()
+
+
+class RotarySuite(FamilySuite):
+    family, params = "rotary", _params("rotary")
+
+    def setup_cache(self):
+        return self.check_pairs()
+
+
+class RegularizersSuite(FamilySuite):
+    family, params = "regularizers", _params("regularizers")
+
+    def setup_cache(self):
+        return self.check_pairs()
+
+
+class OptimSuite(FamilySuite):
+    family, params = "optim", _params("optim")
+
+    def setup_cache(self):
+        return self.check_pairs()
+
+
+class EquivariantSuite(FamilySuite):
+    family, params = "equivariant", _params("equivariant")
+
+    def setup_cache(self):
+        return self.check_pairs()
+
+
+class ModelsSuite(FamilySuite):
+    family, params = "models", _params("models")
+
+    def setup_cache(self):
+        return self.check_pairs()
+
 
 # Every registered component must have a benchmark (numpy's import-time check).
-_benchmarked = {name for cls in list(globals().values()) if isinstance(cls, type) and hasattr(cls, "params")
-                for name in cls.params[0]}
-_missing = {spec.name for spec in list_components()} - _benchmarked
-if _missing:
-    raise RuntimeError(f"components without an asv benchmark: {sorted(_missing)}")
+_SUITES = [AttentionSuite, RotarySuite, RegularizersSuite, OptimSuite, EquivariantSuite, ModelsSuite]
+_missing = {spec.name for spec in list_components()} - {name for suite in _SUITES for name in suite.params[0]}
+if _missing or {suite.family for suite in _SUITES} != set(FAMILIES):
+    raise RuntimeError(f"components or families without an asv benchmark: {sorted(_missing)}")
+del FamilySuite  # the base class is not a benchmark
