@@ -160,7 +160,7 @@ def _layer_peak(name: str, n: int, overrides_items: tuple, which: str, backward:
 @experiment("EFF-07")
 def memory_per_layer(ctx: RunContext) -> Outcome:
     registered = _registered()
-    measured, verdicts, missing = {"batch": 1, "dtype": "float32"}, [], []
+    measured, verdicts, missing, summary = {"batch": 1, "dtype": "float32"}, [], [], []
     for label, name, claimed_gib, n, overrides in MEMORY_ROWS:
         if name not in registered:
             missing.append(label)
@@ -175,6 +175,7 @@ def memory_per_layer(ctx: RunContext) -> Outcome:
         # The most generous reading: any of our four measurements of the layer (reference or optimized,
         # inference or training) within 2x of the claimed figure counts.
         verdicts.append("holds" if any(within_factor(v, claimed_gib, 2.0) == "holds" for v in row.values()) else "fails")
+        summary.append(f"{label} {min(row.values()):.3f}-{max(row.values()):.3f} GiB vs ~{claimed_gib} ({verdicts[-1]})")
     if "Standard_reference_fwd_bwd_GiB" in measured and "Strided_reference_fwd_bwd_GiB" in measured:
         measured["Standard_over_Strided_reference_fwd_bwd"] = (measured["Standard_reference_fwd_bwd_GiB"]
                                                                / measured["Strided_reference_fwd_bwd_GiB"])
@@ -189,9 +190,9 @@ def memory_per_layer(ctx: RunContext) -> Outcome:
         rule="per row: holds if any of the layer's tensor peaks (reference or optimized, forward or forward+backward; fp32, "
              "dim 768, 12 heads, n=1024 for every row since only Standard states n) is within 2x of the claimed GB; "
              "the verdict combines the measured rows",
-        evidence=(f"Peak live tensor bytes from the dispatcher-level tracker (real tensors), full layer (projections "
-                  f"included), batch 1. Standard reference forward+backward: {std:.3f} GiB against ~1.5 GB claimed." if std else
-                  "No row measurable yet.")
+        evidence=(f"Peak live tensor bytes from the dispatcher-level tracker (real tensors), full layers (projections "
+                  f"included), batch 1, n=1024, range over reference/optimized and forward/forward+backward: "
+                  + "; ".join(summary) + "." if std else "No row measurable yet.")
                  + (f" Rows not yet implemented: {', '.join(missing)}." if missing else ""),
         deviations=["The document gives n only for Standard (1024); every row is measured at n=1024."],
     )
