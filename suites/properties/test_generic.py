@@ -6,11 +6,13 @@ to the component (ComponentSpec.expected_failures) with a reason, and become str
 """
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
 from impl.measure import count_host_syncs
-from impl.registry import GENERIC_TESTS, list_components
+from impl.registry import GENERIC_TESTS, get, list_components
 from suites.properties.checks import (as_tuple, assert_gradients_match, assert_matches_reference, build,
                                       case_message)
 
@@ -18,10 +20,31 @@ SEED = 1234
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def _cases(test: str, *, need_backward=False, need_probs=False, sizes="all"):
+@functools.lru_cache(maxsize=None)
+def _shape_of(name: str) -> tuple[bool, bool]:
+    """(forms attention probabilities, both twins are nn.Modules), from one small build."""
+    spec = get(name)
+    impls, _ = build(spec, spec.dtypes[0], SEED)
+    both_modules = isinstance(impls.reference, torch.nn.Module) and isinstance(impls.optimized, torch.nn.Module)
+    return impls.probabilities is not None, both_modules
+
+
+def _applies(spec, test: str) -> bool:
+    """Whether a property is defined for a component; cases that do not apply are not generated
+    (rather than generated and skipped)."""
+    if test == "gradients_match_reference":
+        return spec.supports_backward
+    if test == "probabilities_normalised":
+        return _shape_of(spec.name)[0]
+    if test == "state_dict_shared":
+        return _shape_of(spec.name)[1]
+    return True
+
+
+def _cases(test: str, *, sizes="all"):
     params = []
     for spec in list_components():
-        if need_backward and not spec.supports_backward:
+        if not _applies(spec, test):
             continue
         for device in DEVICES:
             for dtype in spec.dtypes:
@@ -51,6 +74,12 @@ def test_registry_is_not_empty():
     assert list_components("attention.*"), "no attention components registered: the suite would test nothing"
 
 
+def test_attention_components_expose_probabilities():
+    """The probability property must not silently stop applying to the attention layers it exists for."""
+    for name in ("attention.dense", "attention.strided"):
+        assert _applies(get(name), "probabilities_normalised"), name
+
+
 @pytest.mark.parametrize("spec,device,dtype,size", _cases("matches_reference"))
 def test_matches_reference(spec, device, dtype, size):
     impls, generator = build(spec, dtype, SEED, device)
@@ -59,7 +88,7 @@ def test_matches_reference(spec, device, dtype, size):
                                  context=case_message(spec, sample, dtype, size, SEED, "matches_reference"))
 
 
-@pytest.mark.parametrize("spec,device,dtype,size", _cases("gradients_match_reference", need_backward=True))
+@pytest.mark.parametrize("spec,device,dtype,size", _cases("gradients_match_reference"))
 def test_gradients_match_reference(spec, device, dtype, size):
     impls, generator = build(spec, dtype, SEED, device)
     for sample in _samples(spec, device, dtype, size, generator):
@@ -82,8 +111,6 @@ def test_outputs_finite(spec, device, dtype, size):
 @pytest.mark.parametrize("spec,device,dtype,size", _cases("probabilities_normalised", sizes="last"))
 def test_probabilities_normalised(spec, device, dtype, size):
     impls, generator = build(spec, dtype, SEED, device)
-    if impls.probabilities is None:
-        pytest.skip(f"{spec.name} forms no attention probabilities")  # not a property of this component
     for sample in _samples(spec, device, dtype, size, generator):
         with torch.no_grad():
             probs, allowed = impls.probabilities(sample)
@@ -98,8 +125,6 @@ def test_probabilities_normalised(spec, device, dtype, size):
 def test_state_dict_shared(spec, device, dtype, size):
     impls, _ = build(spec, dtype, SEED, device)
     ref, opt = impls.reference, impls.optimized
-    if not (isinstance(ref, torch.nn.Module) and isinstance(opt, torch.nn.Module)):
-        pytest.skip(f"{spec.name}: reference/optimized are not both nn.Modules")
     assert list(ref.state_dict()) == list(opt.state_dict()), f"{spec.name}: state_dict keys differ"
     opt.load_state_dict(ref.state_dict())  # strict: one twin loads the other's weights
 
