@@ -14,8 +14,9 @@ e₀ᵀR = (((e₀ᵀĀ_L) Ā_{L-1}) … Ā_1) is a chain of vector–matrix pro
 as reading the attention maps once. The residual and the row normalisation are folded into the vector:
 with Ā = mean_h A, row sums s = (rowsum(Ā) + 1) / 2 and w = r / s, r·rownorm((Ā + I)/2) = (wᵀĀ + w) / 2,
 so no N × N product is ever formed; the last layer contributes only its CLS row. What remains is
-one read of each layer's H maps for the head mean — memory-bound, so the speedup over the O(L·N³)
-product grows linearly with N.
+one read of each layer's H maps for the head mean (one GEMV into a buffer reused across layers, so
+no per-layer page faults; the row sums and wᵀĀ then read Ā from cache) — memory-bound, so the
+speedup over the O(L·N³) product grows linearly with N.
 Both take the stacked maps (L, B, H, N, N) (or a list of L maps (B, H, N, N)) and return the CLS
 row (B, N); `attention_rollout_full` returns all of R for the properties (rows sum to 1, I ↦ I).
 """
@@ -86,19 +87,26 @@ def rollout_cls_reference(attentions) -> torch.Tensor:
 def rollout_cls_optimized(attentions) -> torch.Tensor:
     """CLS row as a vector chain, e₀ᵀĀ_L … Ā_1 — O(L·H·N²), no N × N product. (B, N)."""
     layers = attention_layers(attentions)
+    b, h, n, _ = layers[0].shape
     # e₀ᵀĀ_L needs only the CLS row of the last layer: (mean_h A[0] + e₀) / (its sum + 1).
     row = layers[-1][:, :, 0, :].mean(dim=1)  # (B, N)
     row = torch.cat([row[:, :1] + 1, row[:, 1:]], dim=1)
-    row = row / row.sum(dim=-1, keepdim=True)
-    heads = layers[0].shape[1]
+    row = (row / row.sum(dim=-1, keepdim=True)).unsqueeze(1)  # (B, 1, N)
+    # The head mean as one GEMV, (1/H, …, 1/H) @ maps viewed as (H, N·N): a single streaming read of the
+    # H maps. Its (B, N, N) result goes into ONE buffer reused by every layer: a fresh N × N allocation per
+    # layer is a fresh mmap whose page faults cost as much as the read itself (2× at N = 785 on CPU).
+    # `out=` has no autograd, so when gradients are wanted each layer allocates (same values).
+    mean_weights = layers[0].new_full((b, 1, h), 1.0 / h)
+    reuse = not (torch.is_grad_enabled() and any(a.requires_grad for a in layers))
+    mean = layers[0].new_empty(b, 1, n * n) if reuse and len(layers) > 1 else None
     for layer in range(len(layers) - 2, -1, -1):  # a loop over layers (L ≈ 12), never over tokens
-        # Σ_h A_h, one pass over the H maps; the 1/H is folded into the (B, N) vectors below, since
-        # a separate mean costs a second pass over an N × N matrix (2.5× slower on CPU at N = 785).
-        fused = layers[layer].sum(dim=1)  # (B, N, N)
-        scale = (fused.sum(dim=-1) / heads + 1) / 2  # row sums of (Ā + I)/2, (B, N)
-        w = row / scale
-        row = (torch.bmm(w.unsqueeze(1), fused).squeeze(1) / heads + w) / 2  # vector–matrix, (B, N)
-    return row
+        maps = layers[layer].reshape(b, h, n * n)
+        mean = torch.bmm(mean_weights, maps, out=mean) if reuse else torch.bmm(mean_weights, maps)
+        fused = mean.view(b, n, n)  # Ā, still in cache for the two reads below
+        # r·rownorm((Ā + I)/2) = wᵀĀ + w with w = r / (rowsum(Ā) + 1): one baddbmm, no N × N product.
+        w = row / (fused.sum(dim=-1).unsqueeze(1) + 1)
+        row = torch.baddbmm(w, w, fused)
+    return row.squeeze(1)
 
 
 def random_attentions(depth: int, batch: int, heads: int, n: int, *, dtype=torch.float32, device="cpu",
