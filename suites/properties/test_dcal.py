@@ -52,6 +52,18 @@ def test_optimized_rollout_equals_full_product(shape, seed):
     check_rollout_row(rollout_cls_optimized, maps(shape, seed))
 
 
+@given(shape=shapes, seed=st.integers(0, 10**6), zero_rows=st.booleans())
+def test_optimized_rollout_equals_full_product_on_unnormalised_maps(shape, seed, zero_rows):
+    """The reference renormalises rows, so any non-negative map is valid input: rows need not sum to 1
+    (scaled rows, all-zero rows). An optimized chain that assumed row sums of 1 would pass on softmax maps."""
+    g = make_generator(seed)
+    attentions = maps(shape, seed) * torch.rand(*shape[:3], shape[3], 1, dtype=F64, generator=g) * 5
+    if zero_rows:
+        attentions[..., -1, :] = 0
+    check_rollout_row(rollout_cls_optimized, attentions)
+    check_rollout_row(rollout_cls_optimized, [a for a in attentions])  # per-layer list input
+
+
 def test_rollout_check_catches_a_broken_chain():
     """Multiplying the layers in the wrong order (Ā_1 … Ā_L) is the classic rollout bug."""
     def wrong_order(attentions):
