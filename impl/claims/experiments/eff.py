@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from impl.attention.strided import strided_sdpa
 from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if, within_factor
-from impl.measure import compare_interleaved, count_flops, fake_peak_tensor_bytes, fit_exponent, peak_tensor_bytes, \
+from impl.measure import allocator_peak_bytes, compare_interleaved, count_flops, fake_peak_tensor_bytes, fit_exponent, peak_tensor_bytes, \
     time_callable, time_interleaved
 from impl.registry import list_components, make_generator
 
@@ -176,6 +176,15 @@ def memory_per_layer(ctx: RunContext) -> Outcome:
         # inference or training) within 2x of the claimed figure counts.
         verdicts.append("holds" if any(within_factor(v, claimed_gib, 2.0) == "holds" for v in row.values()) else "fails")
         summary.append(f"{label} {min(row.values()):.3f}-{max(row.values()):.3f} GiB vs ~{claimed_gib} ({verdicts[-1]})")
+    if "attention.dense" in registered:
+        # Cross-check of the tensor tracker with the allocator's own view (profiler memory events on
+        # CPU, max_memory_allocated on CUDA), which also sees kernel scratch buffers.
+        g = make_generator(0)
+        layer = _layer(registered["attention.dense"], {}, g, "reference")
+        sample = _layer_input(registered["attention.dense"], 1024, g)
+        with torch.no_grad():
+            measured["Standard_reference_fwd_allocator_GiB"] = allocator_peak_bytes(
+                lambda: layer(*sample.args, **sample.kwargs)) / GiB
     if "Standard_reference_fwd_bwd_GiB" in measured and "Strided_reference_fwd_bwd_GiB" in measured:
         measured["Standard_over_Strided_reference_fwd_bwd"] = (measured["Standard_reference_fwd_bwd_GiB"]
                                                                / measured["Strided_reference_fwd_bwd_GiB"])
