@@ -72,11 +72,17 @@ def strided_complexity(ctx: RunContext) -> Outcome:
         peaks["dense SDPA"].append(fake_peak_tensor_bytes(make(F.scaled_dot_product_attention)).peak_bytes)
     mem_fits = {label: fit_exponent(mem_sizes, values) for label, values in peaks.items()}
     time_sizes = (256, 512, 1024) if ctx.quick else (512, 1024, 2048, 4096)
-    times = []
+    times, dense_times = [], []
     for n in time_sizes:
         tq, tk, tv = _qkv(n, g)
-        times.append(time_callable(lambda: strided_sdpa(tq, tk, tv, stride), min_run_time=0.05).median_s)
+        pair = time_interleaved({"strided": lambda: strided_sdpa(tq, tk, tv, stride),
+                                 "dense": lambda: F.scaled_dot_product_attention(tq, tk, tv)},
+                                rounds=1, min_run_time=0.05)
+        times.append(pair["strided"].median_s)
+        dense_times.append(pair["dense"].median_s)
     time_fit = fit_exponent(time_sizes, times)
+    dense_fit = fit_exponent(time_sizes, dense_times)
+    measured["time_exponent_dense_sdpa"] = dense_fit.exponent
     measured["time_exponent_strided_optimized"] = time_fit.exponent
     measured["time_exponent_r2"] = time_fit.r_squared
     for label, fit in mem_fits.items():
@@ -90,7 +96,8 @@ def strided_complexity(ctx: RunContext) -> Outcome:
     axes[0].set(xlabel="n", ylabel="peak tensor MiB (forward, fp32)", title="tensor peak, 12 heads x 64, stride 4")
     axes[0].legend(fontsize=7)
     axes[1].loglog(time_sizes, [t * 1e3 for t in times], "o-", label=f"strided optimized (slope {time_fit.exponent:.2f})")
-    axes[1].set(xlabel="n", ylabel="ms (1 thread)", title="forward time")
+    axes[1].loglog(time_sizes, [t * 1e3 for t in dense_times], "o-", label=f"dense SDPA (slope {dense_fit.exponent:.2f})")
+    axes[1].set(xlabel="n", ylabel="ms (1 thread)", title="forward time, stride 4")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(ctx.figure_path("eff01_strided_scaling.png"), dpi=90)
