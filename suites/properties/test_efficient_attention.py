@@ -177,15 +177,17 @@ def test_performer_redraw_is_driven_by_the_generator():
 
 # --- Mamba ---------------------------------------------------------------------------------------
 
-@given(L=st.integers(1, 40), chunk=st.integers(1, 16), seed=st.integers(0, 2**16))
-def test_chunked_scan_equals_sequential_scan(L, chunk, seed):
+@given(L=st.integers(1, 40), chunk=st.integers(1, 16), group=st.integers(1, 24), seed=st.integers(0, 2**16),
+       grad=st.booleans())
+def test_chunked_scan_equals_sequential_scan(L, chunk, group, seed, grad):
+    # group < chunk, = chunk, and several chunks per group; grad=True takes the autograd path.
     g = make_generator(seed)
     D, N = 6, 4
     x, delta = torch.randn(2, L, D, generator=g, dtype=F64), torch.rand(2, L, D, generator=g, dtype=F64)
     A = -torch.rand(D, N, generator=g, dtype=F64) * 4
     B, C = torch.randn(2, L, N, generator=g, dtype=F64), torch.randn(2, L, N, generator=g, dtype=F64)
-    torch.testing.assert_close(chunked_scan(x, delta, A, B, C, chunk), sequential_scan(x, delta, A, B, C),
-                               atol=1e-11, rtol=1e-9)
+    torch.testing.assert_close(chunked_scan(x.requires_grad_(grad), delta, A, B, C, chunk, group),
+                               sequential_scan(x, delta, A, B, C), atol=1e-11, rtol=1e-9)
 
 
 @given(L=st.integers(2, 24), t=st.integers(0, 22), chunk=st.integers(1, 8), seed=st.integers(0, 2**16),
