@@ -113,35 +113,39 @@ def chunked_scan(x, delta, A, B, C, chunk_size: int = 16, group_len: int = 128):
     nc = -(-L // T)
     K = max(1, min(group_len // T, nc))  # chunks per group
 
-    def chunks(t):  # (b, L, k) -> (b, nc, T, k); padded steps have Δ = 0: decay 1, no input
-        return F.pad(t, (0, 0, 0, nc * T - L)).view(b, nc, T, -1)
+    def chunks(t):  # (b, L, k) -> (nc, b, T, k) chunk-major views; padded steps have Δ = 0: decay 1, no input
+        return F.pad(t, (0, 0, 0, nc * T - L)).view(b, nc, T, -1).transpose(0, 1) if nc * T > L else \
+            t.reshape(b, nc, T, -1).transpose(0, 1)
 
-    dx, dl, B, C = chunks(delta * x), chunks(delta), chunks(B).unsqueeze(-1), chunks(C).unsqueeze(-2)
-    dx = dx.unsqueeze(-2)
+    x, dl, B, C = chunks(x), chunks(delta), chunks(B).unsqueeze(-1), chunks(C).unsqueeze(-2)
     A_t = A.T.contiguous()  # (N, D): states are kept as (N, D) so the long D axis is innermost
-    ws = x.new_empty(b, K, T, N, D)  # the group's decays, overwritten in place by its states
-    h_in, carry = x.new_empty(b, K, N, D), x.new_zeros(b, N, D)
-    y = x.new_empty(b, nc, T, D)
-    for c0 in range(0, nc, K):  # groups of k chunks, in order; the state `carry` enters the group
+    dl_sum = dl.sum(2).unsqueeze(-2)  # (nc, b, 1, D): ΣΔ over each chunk
+    # Every buffer is allocated once, outside the loop, and is O(group_len) (fresh pages are costly on CPU).
+    ws = x.new_empty(K, b, T, N, D)  # the group's decays, overwritten in place by its states
+    dx = x.new_empty(K, b, T, 1, D)
+    h, h_in, decay = x.new_empty(K, b, N, D), x.new_empty(K, b, N, D), x.new_empty(K, b, N, D)
+    y = x.new_empty(nc, b, T, 1, D)
+    h_in[0].zero_()
+    for c0 in range(0, nc, K):  # groups of k chunks, in order; h_in[0] is the state entering the group
         k = min(K, nc - c0)
-        a, Bg, dxg, dlg = ws[:, :k], B[:, c0:c0 + k], dx[:, c0:c0 + k], dl[:, c0:c0 + k]
-        torch.mul(dlg.unsqueeze(-2), A_t, out=a).exp_()  # the only exp of (Δ A) per (t, d, n): ~40% of the time
-        h_in[:, 0] = carry
+        a, Bg, dxg = ws[:k], B[c0:c0 + k], dx[:k]
+        torch.mul(dl[c0:c0 + k].unsqueeze(-2), A_t, out=a).exp_()  # the only exp of (Δ A) per (t, d, n)
+        torch.mul(dl[c0:c0 + k], x[c0:c0 + k], out=dxg.squeeze(-2))
         if k > 1:  # 1. end states from zero of chunks 0..k-2, all at once, T steps
-            a1, B1, dx1 = a[:, :k - 1].unbind(2), Bg[:, :k - 1].unbind(2), dxg[:, :k - 1].unbind(2)
-            h = torch.mul(B1[0], dx1[0])
+            a1, B1, dx1, h1 = a[:k - 1].unbind(2), Bg[:k - 1].unbind(2), dxg[:k - 1].unbind(2), h[:k - 1]
+            torch.mul(B1[0], dx1[0], out=h1)
             for t in range(1, T):
-                h.mul_(a1[t]).addcmul_(B1[t], dx1[t])
-            chunk_decay = torch.exp(dlg[:, :k - 1].sum(2).unsqueeze(-2) * A_t)  # exp(A ΣΔ) over each chunk
+                h1.mul_(a1[t]).addcmul_(B1[t], dx1[t])
+            torch.mul(dl_sum[c0:c0 + k - 1], A_t, out=decay[:k - 1]).exp_()  # exp(A ΣΔ) over each chunk
             for j in range(1, k):  # 2. the state entering each chunk of the group
-                torch.addcmul(h[:, j - 1], chunk_decay[:, j - 1], h_in[:, j - 1], out=h_in[:, j])
-        prev = h_in[:, :k]
+                torch.addcmul(h1[j - 1], decay[j - 1], h_in[j - 1], out=h_in[j])
+        prev = h_in[:k]
         for cur, Bt, dxt in zip(a.unbind(2), Bg.unbind(2), dxg.unbind(2)):  # 3. true states, over the decays
             cur.mul_(prev).addcmul_(Bt, dxt)
             prev = cur
-        carry.copy_(prev[:, k - 1])
-        y[:, c0:c0 + k] = torch.matmul(C[:, c0:c0 + k], a).squeeze(-2)  # y_t = C_t h_t for the whole group
-    return y.view(b, nc * T, D)[:, :L]
+        h_in[0].copy_(prev[k - 1])
+        torch.matmul(C[c0:c0 + k], a, out=y[c0:c0 + k])  # y_t = C_t h_t for the whole group
+    return y.view(nc, b, T, D).transpose(0, 1).reshape(b, nc * T, D)[:, :L]
 
 
 class MambaLayer(nn.Module):
