@@ -291,7 +291,7 @@ def rollout_cost(ctx: RunContext) -> Outcome:
         maps = random_attentions(12, 1, 6, n, generator=g).to(ctx.device)
         torch.testing.assert_close(rollout_cls_optimized(maps), rollout_cls_reference(maps), atol=1e-6, rtol=1e-4)
         bench[n] = compare_interleaved(lambda: rollout_cls_reference(maps), lambda: rollout_cls_optimized(maps),
-                                       rounds=1 if ctx.quick else 2, min_run_time=0.05 if ctx.quick else 0.2,
+                                       rounds=1 if ctx.quick else 5, min_run_time=0.05 if ctx.quick else 0.2,
                                        device=ctx.device)
         del maps
     cmp = bench[n_bench]
