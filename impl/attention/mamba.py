@@ -118,7 +118,9 @@ def chunked_scan(x, delta, A, B, C, chunk_size: int = 16, group_len: int = 128):
             t.reshape(b, nc, T, -1).transpose(0, 1)
 
     x, dl, B, C = chunks(x), chunks(delta), chunks(B).unsqueeze(-1), chunks(C).unsqueeze(-2)
-    A_t = A.T.contiguous()  # (N, D): states are kept as (N, D) so the long D axis is innermost
+    # (N, D): states are kept as (N, D) so the long D axis is innermost. exp(Δ A) = 2^(Δ · A log2 e): exp2 is
+    # twice as fast as exp on CPU (AVX2), and these exps are the floor of the scan.
+    A_t = (A.T * math.log2(math.e)).contiguous()
     dl_sum = dl.sum(2).unsqueeze(-2)  # (nc, b, 1, D): ΣΔ over each chunk
     # Every buffer is allocated once, outside the loop, and is O(group_len) (fresh pages are costly on CPU).
     ws = x.new_empty(K, b, T, N, D)  # the group's decays, overwritten in place by its states
@@ -129,14 +131,14 @@ def chunked_scan(x, delta, A, B, C, chunk_size: int = 16, group_len: int = 128):
     for c0 in range(0, nc, K):  # groups of k chunks, in order; h_in[0] is the state entering the group
         k = min(K, nc - c0)
         a, Bg, dxg = ws[:k], B[c0:c0 + k], dx[:k]
-        torch.mul(dl[c0:c0 + k].unsqueeze(-2), A_t, out=a).exp_()  # the only exp of (Δ A) per (t, d, n)
+        torch.exp2(torch.mul(dl[c0:c0 + k].unsqueeze(-2), A_t, out=a), out=a)  # the only exp per (t, d, n)
         torch.mul(dl[c0:c0 + k], x[c0:c0 + k], out=dxg.squeeze(-2))
         if k > 1:  # 1. end states from zero of chunks 0..k-2, all at once, T steps
             a1, B1, dx1, h1 = a[:k - 1].unbind(2), Bg[:k - 1].unbind(2), dxg[:k - 1].unbind(2), h[:k - 1]
             torch.mul(B1[0], dx1[0], out=h1)
             for t in range(1, T):
                 h1.mul_(a1[t]).addcmul_(B1[t], dx1[t])
-            torch.mul(dl_sum[c0:c0 + k - 1], A_t, out=decay[:k - 1]).exp_()  # exp(A ΣΔ) over each chunk
+            torch.exp2(torch.mul(dl_sum[c0:c0 + k - 1], A_t, out=decay[:k - 1]), out=decay[:k - 1])  # exp(A ΣΔ)
             for j in range(1, k):  # 2. the state entering each chunk of the group
                 torch.addcmul(h1[j - 1], decay[j - 1], h_in[j - 1], out=h_in[j])
         prev = h_in[:k]
