@@ -200,10 +200,9 @@ register(ComponentSpec(
         (torch.randn(1, n, 256, device=device, dtype=dtype, generator=generator),), dict(seed=0), name="batch1")],
     test_sizes=(1, 7, 16),
     bench_sizes=(256, 512, 1024),
-    # The sync-free twin computes the skipped branch/updates and drops them with torch.where: zero
-    # gradients where the reference has None, which the generic check counts as a mismatch. Gradients
-    # are compared with None read as zeros in suites/properties/test_zoo.py.
-    supports_backward=False,
+    # The sync-free twin computes skipped branches and drops them with torch.where: zero gradients
+    # where the reference has None, which the generic gradient check reads as equal.
+    supports_backward=True,
     time_exponent={"reference": 2.0, "optimized": 2.0},
     memory_exponent={"reference": 2.0, "optimized": 2.0},
 ))

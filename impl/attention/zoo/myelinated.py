@@ -259,10 +259,9 @@ def _spec(name, bool_mask, expected_failures=()):
         bench_inputs=lambda n, device, dtype, generator: [SampleInput(
             (torch.randn(1, n, 256, device=device, dtype=dtype, generator=generator),), dict(seed=0), name="batch1")],
         test_sizes=(1, 7, 16), bench_sizes=(256, 512, 1024),
-        # The sync-free twin runs every layer, so a layer the reference never visits gets a zero
-        # gradient there and None in the reference; the generic check counts None != zeros. The
-        # gradients are compared with None read as zeros in suites/properties/test_zoo.py instead.
-        supports_backward=False,
+        # The sync-free twin computes skipped branches and drops them with torch.where: zero gradients
+        # where the reference has None, which the generic gradient check reads as equal.
+        supports_backward=True,
         expected_failures=expected_failures)
 
 
