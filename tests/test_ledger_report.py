@@ -83,7 +83,7 @@ def test_report_schema_and_markdown(tmp_path):
     assert e["figures"] == ["figures/f.png"]
     md = (tmp_path / "claims.md").read_text()
     assert "**1 fails**" in md and "**59 not-implemented**" in md
-    assert "| EFF-07 | fails |" in md
+    assert "| EFF-07 | fails | c |" in md
 
 
 def test_partial_run_merges_into_previous_report(tmp_path):

@@ -56,6 +56,11 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _shorten(text: str, limit: int = 160) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def _format_measured(measured: dict, limit: int = 6) -> str:
     items = []
     for key, value in list(measured.items())[:limit]:
@@ -81,12 +86,12 @@ def render_markdown(report: dict) -> str:
         f"{' — quick run' if report.get('quick') else ''}.",
         "Machine-readable: `claims.json`. Verdicts are computed by the stated rule from the measured values.",
         "",
-        "| ID | verdict | measured | rule | evidence |",
-        "|---|---|---|---|---|",
+        "| ID | verdict | claimed | measured | rule | evidence |",
+        "|---|---|---|---|---|---|",
     ]
     for c in claims:
-        lines.append(f"| {c['id']} | {c['verdict']} | {_cell(_format_measured(c['measured']))} | "
-                     f"{_cell(c['rule'])} | {_cell(c['evidence'])} |")
+        lines.append(f"| {c['id']} | {c['verdict']} | {_cell(_shorten(c['claimed']))} | "
+                     f"{_cell(_format_measured(c['measured']))} | {_cell(c['rule'])} | {_cell(c['evidence'])} |")
     figure_claims = [c for c in claims if c.get("figures")]
     if figure_claims:
         lines += ["", "## Figures", ""]
