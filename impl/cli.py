@@ -33,7 +33,7 @@ def _verify(args) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from impl.claims.report import load_report, merge_entries, write_report
-    from impl.claims.runner import parse_ids, run_claims, scratch_figures_dir
+    from impl.claims.runner import MEASURE_THREADS, parse_ids, run_claims, scratch_figures_dir
     from impl.measure.environment import fingerprint
 
     try:
@@ -57,7 +57,7 @@ def _verify(args) -> int:
     report = {
         "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "quick": args.quick,
-        "environment": fingerprint(args.device),
+        "environment": {**fingerprint(args.device), "measurement_threads": MEASURE_THREADS},
         "claims": merge_entries(previous, entries),
     }
     write_report(out_dir, report, scratch)

@@ -71,6 +71,12 @@ def _format_measured(measured: dict, limit: int = 6) -> str:
     return "; ".join(items) + (f"; … (+{more} in claims.json)" if more > 0 else "")
 
 
+def _threads(env: dict) -> str:
+    if "measurement_threads" in env:
+        return f"{env['measurement_threads']} of {env.get('threads', '?')} threads used for measurement"
+    return f"{env.get('threads', '?')} threads available"
+
+
 def render_markdown(report: dict) -> str:
     claims = report["claims"]
     env = report["environment"]
@@ -80,7 +86,7 @@ def render_markdown(report: dict) -> str:
         "",
         f"{len(claims)} claims: " + ", ".join(f"**{counts.get(v, 0)} {v}**" for v in VERDICTS if counts.get(v)),
         "",
-        f"Measured on {env.get('cpu_model', '?')} ({env.get('device', '?')}, {env.get('threads', '?')} threads), "
+        f"Measured on {env.get('cpu_model', '?')} ({env.get('device', '?')}, {_threads(env)}), "
         f"torch {env.get('torch_version', '?')}, commit {env.get('git_commit', '?')}"
         f"{' (dirty)' if env.get('git_dirty') else ''}, {report.get('generated_at', '')}"
         f"{' — quick run' if report.get('quick') else ''}.",
