@@ -41,6 +41,12 @@ def _applies(spec, test: str) -> bool:
     return True
 
 
+def _marks(spec, test: str) -> list:
+    """A declared expected failure becomes a strict xfail with its reason."""
+    xf = spec.expected_failure(test)
+    return [pytest.mark.xfail(strict=True, reason=xf.reason)] if xf is not None else []
+
+
 def _cases(test: str, *, sizes="all"):
     params = []
     for spec in list_components():
@@ -50,12 +56,8 @@ def _cases(test: str, *, sizes="all"):
             for dtype in spec.dtypes:
                 chosen = spec.test_sizes if sizes == "all" else spec.test_sizes[-1:]
                 for size in chosen:
-                    marks = []
-                    xf = spec.expected_failure(test)
-                    if xf is not None:
-                        marks.append(pytest.mark.xfail(strict=True, reason=xf.reason))
                     case_id = f"{spec.name}-{device}-{str(dtype).replace('torch.', '')}-{spec.size_name}={size}"
-                    params.append(pytest.param(spec, device, dtype, size, id=case_id, marks=marks))
+                    params.append(pytest.param(spec, device, dtype, size, id=case_id, marks=_marks(spec, test)))
     return params
 
 
@@ -145,11 +147,8 @@ def _error_cases():
         if spec.error_inputs is None:
             continue
         for dtype in spec.dtypes:
-            marks = []
-            xf = spec.expected_failure("bad_input_raises")
-            if xf is not None:
-                marks.append(pytest.mark.xfail(strict=True, reason=xf.reason))
-            params.append(pytest.param(spec, dtype, id=f"{spec.name}-cpu-{str(dtype).replace('torch.', '')}", marks=marks))
+            params.append(pytest.param(spec, dtype, id=f"{spec.name}-cpu-{str(dtype).replace('torch.', '')}",
+                                       marks=_marks(spec, "bad_input_raises")))
     return params
 
 
@@ -181,9 +180,7 @@ from hypothesis import given, strategies as st  # noqa: E402
 
 
 def _hypothesis_cases():
-    return [pytest.param(spec, id=spec.name, marks=[pytest.mark.xfail(strict=True, reason=xf.reason)]
-                         if (xf := spec.expected_failure("matches_reference")) else [])
-            for spec in list_components()]
+    return [pytest.param(spec, id=spec.name, marks=_marks(spec, "matches_reference")) for spec in list_components()]
 
 
 @pytest.mark.parametrize("spec", _hypothesis_cases())
