@@ -109,6 +109,7 @@ def experiment(claim_id: str):
 
 def load_experiments() -> dict[str, Callable[[RunContext], Outcome]]:
     package = importlib.import_module("impl.claims.experiments")
-    for info in pkgutil.iter_modules(package.__path__, prefix="impl.claims.experiments."):
+    # Any depth: a family may keep its experiments in a subpackage, one module per claim or group of claims.
+    for info in pkgutil.walk_packages(package.__path__, prefix="impl.claims.experiments."):
         importlib.import_module(info.name)
     return dict(_EXPERIMENTS)
