@@ -67,6 +67,25 @@ def test_crashing_experiment_becomes_error_not_lost_report(tmp_path, monkeypatch
     assert entries[0]["verdict"] == "error" and "kaput" in entries[0]["evidence"]
 
 
+def test_every_experiment_starts_on_the_measurement_threads(tmp_path, monkeypatch):
+    import torch
+
+    seen = []
+
+    def changes_threads(ctx):
+        seen.append(torch.get_num_threads())
+        torch.set_num_threads(2)
+        return Outcome("holds", "c", {}, "r", "e")
+
+    monkeypatch.setattr("impl.claims.runner.MEASURE_THREADS", 1)
+    monkeypatch.setattr("impl.claims.runner.load_experiments", lambda: {"DW-01": changes_threads,
+                                                                        "DW-02": changes_threads})
+    before = torch.get_num_threads()
+    run_claims(["DW-01", "DW-02"], quick=True, device="cpu", figures_dir=tmp_path)
+    assert seen == [1, 1]  # the second starts on 1 thread although the first left 2
+    assert torch.get_num_threads() == before  # and the caller's setting comes back
+
+
 def _report(entries):
     return {"generated_at": "t", "quick": True, "environment": {"torch_version": "x"},
             "claims": merge_entries(None, entries)}

@@ -113,3 +113,12 @@ def load_experiments() -> dict[str, Callable[[RunContext], Outcome]]:
     for info in pkgutil.walk_packages(package.__path__, prefix="impl.claims.experiments."):
         importlib.import_module(info.name)
     return dict(_EXPERIMENTS)
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, imported when a figure is drawn (loading the
+    experiments stays cheap, and verify runs on machines without a display)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt

@@ -52,9 +52,9 @@ def run_claims(ids: list[str], *, quick: bool, device: str, figures_dir: Path, p
     """Run the experiments for `ids`; an experiment that raises becomes verdict `error`."""
     experiments = load_experiments()
     ctx = RunContext(quick=quick, device=torch.device(device), figures_dir=figures_dir)
-    # Fixed threads for every experiment: figures comparable across machines and runs.
+    # Fixed threads for every experiment (set again before each one in `_run`): figures comparable across
+    # machines and runs, and small ops on a shared machine do not oversubscribe the cores.
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(MEASURE_THREADS)
     try:
         return _run(ids, experiments, ctx, progress)
     finally:
@@ -72,6 +72,7 @@ def _run(ids, experiments, ctx, progress) -> list[dict]:
             entries.append(entry(claim_id, None, 0.0))
             continue
         try:
+            torch.set_num_threads(MEASURE_THREADS)  # every experiment starts pinned, whatever the last one did
             outcome = fn(ctx)
             entries.append(entry(claim_id, outcome, time.perf_counter() - start))
         except Exception as exc:  # a crashed experiment is a visible result, not a lost report

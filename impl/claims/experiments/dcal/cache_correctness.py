@@ -6,13 +6,12 @@ import warnings
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.dcal._common import _images, _model, one_thread
+from impl.claims.experiments.dcal._common import _images, _model
 
 
 # --- DCAL-07: cache correctness ---------------------------------------------------------------------
 
 @experiment("DCAL-07")
-@one_thread
 def cache_correctness(ctx: RunContext) -> Outcome:
     from hypothesis import HealthCheck, find, settings, strategies as st
     from hypothesis.errors import NoSuchExample
@@ -74,7 +73,6 @@ def cache_correctness(ctx: RunContext) -> Outcome:
 # --- DCAL-08: LRU and statistics --------------------------------------------------------------------
 
 @experiment("DCAL-08")
-@one_thread
 def cache_lru_and_stats(ctx: RunContext) -> Outcome:
     side = 16
     config = dict(backbone_name="vit_micro_patch4", num_classes=5, img_size=side, top_k_ratio=0.25)

@@ -4,12 +4,11 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, at_least, experiment
-from impl.claims.experiments.dcal._common import DEIT_S, MINI, _images, _model, one_thread
+from impl.claims.experiments.dcal._common import DEIT_S, MINI, _images, _model
 from impl.measure import compare_interleaved, count_flops
 
 
 @experiment("DCAL-06")
-@one_thread
 def cache_speedup(ctx: RunContext) -> Outcome:
     from impl.models.dcal.rollout import rollout_cls_reference
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.dcal._common import _images, _model, one_thread
+from impl.claims.experiments.dcal._common import _images, _model
 
 
 @experiment("DCAL-09")
-@one_thread
 def checkpoint_compatibility(ctx: RunContext) -> Outcome:
     side = 16
     config = dict(backbone_name="vit_micro_patch4", num_classes=5, img_size=side, top_k_ratio=0.25)

@@ -4,13 +4,12 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.dcal._common import MINI, _images, _model, one_thread
+from impl.claims.experiments.dcal._common import MINI, _images, _model
 from impl.measure import count_flops
 from impl.registry import make_generator
 
 
 @experiment("DCAL-11")
-@one_thread
 def evaluation_path(ctx: RunContext) -> Outcome:
     from impl.models.dcal.glca import num_selected
     from impl.models.dcal.rollout import rollout_cls_optimized

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, at_least, combine, experiment
-from impl.claims.experiments.dcal._common import DEIT_S, _model, one_thread
+from impl.claims.experiments.dcal._common import DEIT_S, _model
 from impl.measure import fake_peak_tensor_bytes, peak_tensor_bytes
 
 
@@ -15,7 +15,6 @@ def _param_bytes(module: torch.nn.Module) -> int:
 # --- DCAL-01: parameter storage ---------------------------------------------------------------------
 
 @experiment("DCAL-01")
-@one_thread
 def pwca_parameter_storage(ctx: RunContext) -> Outcome:
     from impl.models.dcal.model import DualAttentionModel
     from impl.models.dcal.pwca import copy_attention
@@ -65,7 +64,6 @@ def _training_step_peak(weights: str, side: int, depth: int, fake: bool) -> int:
 
 
 @experiment("DCAL-03")
-@one_thread
 def memory_overall(ctx: RunContext) -> Outcome:
     from impl.models.dcal.model import DualAttentionModel
 

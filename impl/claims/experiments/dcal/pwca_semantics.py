@@ -4,12 +4,10 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.dcal._common import one_thread
 from impl.registry import make_generator
 
 
 @experiment("DCAL-04")
-@one_thread
 def pwca_semantics(ctx: RunContext) -> Outcome:
     from impl.models.dcal.pwca import PairwiseCrossAttention
     from impl.models.dcal.vit import init_vit_

@@ -5,18 +5,14 @@ import statistics
 
 import torch
 
-from impl.claims.experiment import Outcome, RunContext, experiment, within_factor
-from impl.claims.experiments.dcal._common import one_thread
+from impl.claims.experiment import Outcome, RunContext, experiment, pyplot, within_factor
 from impl.measure import compare_interleaved, time_callable
 from impl.registry import make_generator
 
 
 @experiment("DCAL-02")
-@one_thread
 def pwca_time(ctx: RunContext) -> Outcome:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from impl.models.dcal.pwca import PairwiseCrossAttention, copy_attention
     from impl.models.dcal.vit import init_vit_

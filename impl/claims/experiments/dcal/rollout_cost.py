@@ -3,18 +3,14 @@ from __future__ import annotations
 
 import torch
 
-from impl.claims.experiment import Outcome, RunContext, combine, experiment, exponent_matches
-from impl.claims.experiments.dcal._common import one_thread
+from impl.claims.experiment import Outcome, RunContext, combine, experiment, exponent_matches, pyplot
 from impl.measure import Comparison, count_flops, fit_exponent, time_interleaved
 from impl.registry import make_generator
 
 
 @experiment("DCAL-05")
-@one_thread
 def rollout_cost(ctx: RunContext) -> Outcome:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from impl.models.dcal.rollout import random_attentions, rollout_cls_optimized, rollout_cls_reference
 

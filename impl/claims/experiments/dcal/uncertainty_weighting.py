@@ -4,11 +4,9 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.dcal._common import one_thread
 
 
 @experiment("DCAL-10")
-@one_thread
 def uncertainty_weighting(ctx: RunContext) -> Outcome:
     from impl.models.dcal.uncertainty_loss import UncertaintyWeightedLoss
 

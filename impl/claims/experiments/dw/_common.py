@@ -1,8 +1,6 @@
-"""Helpers shared by the DW experiments: float64 and MiB constants, relative difference, one-thread
-measurement, lazy matplotlib, and the seeded dynamic-weighting layer of DW-05 / DW-06."""
+"""Helpers shared by the DW experiments: float64 and MiB constants, relative difference, and the
+seeded dynamic-weighting layer of DW-05 / DW-06."""
 from __future__ import annotations
-
-import functools
 
 import torch
 
@@ -16,26 +14,6 @@ MiB = 1024 ** 2
 def _rel(a, b) -> float:
     a, b = float(a), float(b)
     return abs(a - b) / max(abs(a), abs(b), 1e-300)
-
-
-def _one_thread(fn):
-    """Measure on one thread (the machine is shared; small ops oversubscribe) and restore after."""
-    @functools.wraps(fn)
-    def wrapped(ctx):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return fn(ctx)
-        finally:
-            torch.set_num_threads(threads)
-    return wrapped
-
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _layer(seed, dtype=torch.float32, **config):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.dw._common import F64, MiB, _one_thread, _plt, _rel
+from impl.claims.experiment import Outcome, RunContext, combine, experiment, pyplot, verdict_if
+from impl.claims.experiments.dw._common import F64, MiB, _rel
 from impl.measure import compare_interleaved, fake_peak_tensor_bytes
 from impl.registry import make_generator
 from impl.regularizers._common import chunk_columns
@@ -13,9 +13,8 @@ from impl.regularizers.covariance import covariance_component_torch, covariance_
 
 
 @experiment("DW-04")
-@_one_thread
 def covariance_chunking(ctx: RunContext) -> Outcome:
-    plt = _plt()
+    plt = pyplot()
     g = make_generator(ctx.seed)
     # (a) chunked == unchunked, both paths, every listed chunk size.
     chunk_err = 0.0

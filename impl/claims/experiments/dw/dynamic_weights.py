@@ -4,12 +4,11 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.dw._common import F64, _layer, _one_thread
+from impl.claims.experiments.dw._common import F64, _layer
 from impl.registry import make_generator
 
 
 @experiment("DW-05")
-@_one_thread
 def dynamic_weights(ctx: RunContext) -> Outcome:
     layer = _layer(ctx.seed, F64)
     g = make_generator(ctx.seed + 1)

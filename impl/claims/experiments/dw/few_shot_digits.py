@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from impl.attention.dynamic_weighting import Attention
-from impl.claims.experiment import Outcome, RunContext, experiment
-from impl.claims.experiments.dw._common import _one_thread, _plt
+from impl.claims.experiment import Outcome, RunContext, experiment, pyplot
 from impl.registry import make_generator
 
 DW08_RULE = ("stated before running: holds if dynamic weighting's mean novel-class 5-way 1-shot accuracy over the seeds "
@@ -81,9 +80,8 @@ def _load_digits() -> np.ndarray:
 
 
 @experiment("DW-08")
-@_one_thread
 def few_shot_digits(ctx: RunContext) -> Outcome:
-    plt = _plt()
+    plt = pyplot()
     digits = _load_digits()
     data = torch.tensor(digits[:, :64], dtype=torch.float32) / 16.0
     labels = torch.tensor(digits[:, 64], dtype=torch.long)

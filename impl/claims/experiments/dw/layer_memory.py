@@ -5,16 +5,15 @@ import torch
 import torch.nn.functional as F
 
 from impl.attention.dynamic_weighting import Attention
-from impl.claims.experiment import Outcome, RunContext, experiment
-from impl.claims.experiments.dw._common import MiB, _one_thread, _plt
+from impl.claims.experiment import Outcome, RunContext, experiment, pyplot
+from impl.claims.experiments.dw._common import MiB
 from impl.measure import fake_peak_tensor_bytes, fit_exponent, time_callable
 from impl.registry import make_generator
 
 
 @experiment("DW-07")
-@_one_thread
 def layer_memory_scaling(ctx: RunContext) -> Outcome:
-    plt = _plt()
+    plt = pyplot()
     heads, dim_head = 8, 64
     sizes = (128, 256, 512) if ctx.quick else (256, 512, 1024, 2048)
     rows = 64  # variance-hinge chunk: fixed query rows, so the result does not depend on this machine's free memory

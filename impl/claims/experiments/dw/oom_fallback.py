@@ -7,12 +7,11 @@ import warnings
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.dw._common import _layer, _one_thread
+from impl.claims.experiments.dw._common import _layer
 from impl.registry import make_generator
 
 
 @experiment("DW-06")
-@_one_thread
 def oom_fallback(ctx: RunContext) -> Outcome:
     layer = _layer(ctx.seed)
     x = torch.randn(2, 16, 64, generator=make_generator(ctx.seed + 1))

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.dw._common import F64, _one_thread, _rel
+from impl.claims.experiments.dw._common import F64, _rel
 from impl.measure import fit_exponent
 from impl.registry import make_generator
 from impl.regularizers.covariance import (covariance_component_torch, covariance_regularization,
@@ -18,7 +18,6 @@ from impl.regularizers.variance import (variance_component_torch, variance_regul
 
 
 @experiment("DW-01")
-@_one_thread
 def invariance_vs_cosine(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     draws, classes, dim, scale = (200 if ctx.quick else 1000), 5, 16, 10.0
@@ -70,7 +69,6 @@ def invariance_vs_cosine(ctx: RunContext) -> Outcome:
 
 
 @experiment("DW-02")
-@_one_thread
 def variance_properties(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     trials, gamma = (10 if ctx.quick else 40), 1.0
@@ -104,7 +102,6 @@ def variance_properties(ctx: RunContext) -> Outcome:
 
 
 @experiment("DW-03")
-@_one_thread
 def covariance_properties(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     trials = 10 if ctx.quick else 40

@@ -1,4 +1,4 @@
-"""Helpers shared by the EFF experiments: the head dim, FakeTensorMode costs, seeded q/k/v, matplotlib."""
+"""Helpers shared by the EFF experiments: the head dim, FakeTensorMode costs, seeded q/k/v."""
 from __future__ import annotations
 
 import torch
@@ -30,10 +30,3 @@ def _fake(make_call, flops: bool = True):
 
 def _qkv(n, heads, g, requires_grad=False):
     return [torch.randn(1, heads, n, HEAD_DIM, generator=g).requires_grad_(requires_grad) for _ in range(3)]
-
-
-def _figure():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.eff._common import _figure
+from impl.claims.experiment import Outcome, RunContext, combine, experiment, pyplot, verdict_if
 from impl.measure import count_host_syncs, fit_exponent, peak_tensor_bytes, time_interleaved
 from impl.registry import get, make_generator
 
@@ -111,7 +110,7 @@ def efficiency_table(ctx: RunContext) -> Outcome:
 
 @experiment("EFF-09")
 def crossover_lengths(ctx: RunContext) -> Outcome:
-    plt = _figure()
+    plt = pyplot()
     sizes, _, times = _cached_sweep(ctx)
     full, flagged = _extrapolated(times, sizes)
     dense = full["Standard"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.eff._common import HEAD_DIM, _fake, _figure, _qkv
+from impl.claims.experiment import Outcome, RunContext, combine, experiment, pyplot, verdict_if
+from impl.claims.experiments.eff._common import HEAD_DIM, _fake, _qkv
 from impl.measure import compare_interleaved, fit_exponent
 from impl.registry import make_generator
 
@@ -29,7 +29,7 @@ def _fwd_bwd(fn, tensors):
 def local_global_complexity(ctx: RunContext) -> Outcome:
     from impl.attention.local_global import local_global_sdpa
 
-    plt = _figure()
+    plt = pyplot()
     w, gtok, heads = 128, 4, 12
     sizes = (1024, 4096) if ctx.quick else (1024, 4096, 16384)
     peaks, flops = [], []

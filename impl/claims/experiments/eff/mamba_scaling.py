@@ -5,8 +5,8 @@ import os
 
 import torch
 
-from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.eff._common import _fake, _figure
+from impl.claims.experiment import Outcome, RunContext, combine, experiment, pyplot, verdict_if
+from impl.claims.experiments.eff._common import _fake
 from impl.measure import Comparison, compare_interleaved, count_host_syncs, fit_exponent, peak_tensor_bytes, \
     time_interleaved
 from impl.registry import make_generator
@@ -16,7 +16,7 @@ from impl.registry import make_generator
 def mamba_linear(ctx: RunContext) -> Outcome:
     from impl.attention.mamba import MambaLayer, chunked_scan, sequential_scan
 
-    plt = _figure()
+    plt = pyplot()
     sizes = (1024, 4096) if ctx.quick else (1024, 4096, 16384)
     dim = 256  # d_inner 512, state 16 (the scan setting); the exponent does not depend on the width
 

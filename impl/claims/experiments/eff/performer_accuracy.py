@@ -6,8 +6,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.eff._common import HEAD_DIM, _fake, _figure, _qkv
+from impl.claims.experiment import Outcome, RunContext, combine, experiment, pyplot, verdict_if
+from impl.claims.experiments.eff._common import HEAD_DIM, _fake, _qkv
 from impl.measure import compare_interleaved, fit_exponent
 from impl.registry import make_generator
 
@@ -29,7 +29,7 @@ def _favor_rel_error(n, r, g, kernel="softmax", draws=3, heads=2, scale=QK_SCALE
 def performer_claims(ctx: RunContext) -> Outcome:
     from impl.attention.performer import draw_features, favor_linear
 
-    plt = _figure()
+    plt = pyplot()
     g = make_generator(ctx.seed)
     r = 256
     omega = draw_features(r, HEAD_DIM, g).float()

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from impl.attention.strided import strided_sdpa
-from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
+from impl.claims.experiment import Outcome, RunContext, combine, experiment, pyplot, verdict_if
 from impl.claims.experiments.eff._common import HEAD_DIM
 from impl.measure import compare_interleaved, count_flops, fake_peak_tensor_bytes, fit_exponent, time_interleaved
 from impl.registry import make_generator
@@ -26,9 +26,7 @@ def _dense_masked_reference(q, k, v, stride):
 
 @experiment("EFF-01")
 def strided_complexity(ctx: RunContext) -> Outcome:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     g = make_generator(ctx.seed)
     n_big = 1024 if ctx.quick else 4096

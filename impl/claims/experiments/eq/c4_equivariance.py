@@ -5,13 +5,11 @@ import torch
 import torch.nn.functional as F
 
 from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.eq._common import _single_thread
 from impl.equivariant.equivariant_conv import EquivariantBlock, act_on_features, rotate
 from impl.registry import make_generator
 
 
 @experiment("EQ-03")
-@_single_thread
 def c4_equivariance(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     measured: dict = {}

@@ -4,13 +4,11 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.eq._common import _single_thread
 from impl.equivariant.shared_encoder import AdapterLearner, FreshMorphism, IndividualMorphismWrapper
 from impl.registry import make_generator
 
 
 @experiment("EQ-10")
-@_single_thread
 def cached_pooled_features(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     learner = AdapterLearner(3, 2, 2, 4, 2, k_neighbors=2).reset_parameters(g).double()

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.eq._common import ARC_COLORS, _single_thread
+from impl.claims.experiments.eq._common import ARC_COLORS
 from impl.equivariant.equivariant_conv import EquivariantBlock, EquivariantConv2d
 from impl.equivariant.shared_encoder import EquivariantNet
 from impl.measure import compare_interleaved, count_host_syncs
@@ -51,7 +51,6 @@ def _train_losses(cache: str, seed: int, epochs: int, dtype=torch.float64):
 
 
 @experiment("EQ-01")
-@_single_thread
 def pointer_cache_freezes_training(ctx: RunContext) -> Outcome:
     epochs = 20 if ctx.quick else 60
     ref, _ = _train_losses("none", ctx.seed, epochs)
@@ -114,7 +113,6 @@ def _stale_after(cache: str, change: str, seed: int, dtype=torch.float32) -> boo
 
 
 @experiment("EQ-02")
-@_single_thread
 def norm_keyed_cache(ctx: RunContext) -> Outcome:
     epochs = 20 if ctx.quick else 60
     ref, _ = _train_losses("none", ctx.seed, epochs)

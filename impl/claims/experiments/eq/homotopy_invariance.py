@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.eq._common import _single_thread
 from impl.equivariant.equivariant_conv import rotate
 from impl.equivariant.homotopy import PlainCNN, homotopy_distance, orbit_homotopy_distance
 from impl.equivariant.shared_encoder import EquivariantNet
@@ -13,7 +12,6 @@ from impl.registry import make_generator
 
 
 @experiment("EQ-08")
-@_single_thread
 def homotopy_distance_invariance(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     x = torch.randn(4, 2, 7, 7, generator=g, dtype=torch.float64)

@@ -3,7 +3,7 @@ quick-test numbers checked against them."""
 from __future__ import annotations
 
 from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.eq._common import ARC_COLORS, _single_thread
+from impl.claims.experiments.eq._common import ARC_COLORS
 from impl.equivariant.shared_encoder import AdapterLearner, SeparateNetworks, count_parameters
 
 
@@ -14,7 +14,6 @@ def _counts(n, feature_dim=16, rank=8):
 
 
 @experiment("EQ-04")
-@_single_thread
 def parameter_counts(ctx: RunContext) -> Outcome:
     sizes = (1, 3, 10, 30)
     rows = [_counts(n) for n in sizes]
@@ -49,7 +48,6 @@ def parameter_counts(ctx: RunContext) -> Outcome:
 
 
 @experiment("EQ-05")
-@_single_thread
 def quick_test_numbers(ctx: RunContext) -> Outcome:
     n = 3
     learner = AdapterLearner(n, ARC_COLORS, ARC_COLORS, 16, 8, k_neighbors=2)

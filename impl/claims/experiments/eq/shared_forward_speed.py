@@ -4,14 +4,13 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.eq._common import ARC_COLORS, _single_thread
+from impl.claims.experiments.eq._common import ARC_COLORS
 from impl.equivariant.shared_encoder import AdapterLearner, SeparateNetworks
 from impl.measure import compare_interleaved
 from impl.registry import make_generator
 
 
 @experiment("EQ-07")
-@_single_thread
 def shared_forward_speed(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     measured: dict = {"grid": 10, "channels": ARC_COLORS, "feature_dim": 16, "pass": "forward, eval, no_grad, float32"}

@@ -3,19 +3,15 @@ from __future__ import annotations
 
 import torch
 
-from impl.claims.experiment import Outcome, RunContext, combine, exponent_matches, experiment
-from impl.claims.experiments.eq._common import _single_thread
+from impl.claims.experiment import Outcome, RunContext, combine, experiment, exponent_matches, pyplot
 from impl.equivariant.sparse_attention import SparseAttention
 from impl.measure import count_flops, fake_peak_tensor_bytes, fit_exponent, peak_tensor_bytes, time_callable
 from impl.registry import make_generator
 
 
 @experiment("EQ-06")
-@_single_thread
 def topk_complexity(ctx: RunContext) -> Outcome:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     g = make_generator(ctx.seed)
     dim, k = 32, 5

@@ -1,17 +1,13 @@
 """EQ-09: two-phase training: phase 2 collapses the homotopy distance while the canonical loss falls."""
 from __future__ import annotations
 
-from impl.claims.experiment import Outcome, RunContext, experiment
-from impl.claims.experiments.eq._common import _single_thread
+from impl.claims.experiment import Outcome, RunContext, experiment, pyplot
 from impl.equivariant.homotopy import two_phase_training
 
 
 @experiment("EQ-09")
-@_single_thread
 def two_phase_collapse(ctx: RunContext) -> Outcome:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     seeds = [ctx.seed + s for s in range(2 if ctx.quick else 4)]
     epochs = (12, 12) if ctx.quick else (25, 25)

@@ -4,5 +4,5 @@
 Every check runs the document's code (impl/optim/fam_reference.py, simple_fam.py, fam_schedulers.py)
 unless it says otherwise; the corrected variant (impl/optim/fam_corrected.py) is measured beside it
 where the document's rule has a defect. FAM-03 also carries the step benchmark of the optimized FAM.
-One module per claim; shared pieces (the deviations list, the matplotlib import) are in _common.py.
+One module per claim; shared pieces (the deviations list) are in _common.py.
 """

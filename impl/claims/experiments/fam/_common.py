@@ -1,4 +1,4 @@
-"""Shared by the FAM experiments: the deviations every outcome lists, and matplotlib on the Agg backend."""
+"""Shared by the FAM experiments: the deviations every outcome lists."""
 from __future__ import annotations
 
 
@@ -9,10 +9,3 @@ DEVIATIONS = [
     "handler name fails at construction, not as a KeyError inside step().",
     "Sparse gradients raise SparseGradientError, a RuntimeError (as written) that is also a TypeError.",
 ]
-
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt

@@ -5,8 +5,8 @@ import statistics
 
 import torch
 
-from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.fam._common import DEVIATIONS, _plt
+from impl.claims.experiment import Outcome, RunContext, combine, experiment, pyplot, verdict_if
+from impl.claims.experiments.fam._common import DEVIATIONS
 from impl.registry import make_generator
 
 
@@ -23,7 +23,7 @@ def band_analysis_and_rules(ctx: RunContext) -> Outcome:
     from impl.optim.fam_corrected import corrected_band_ranges
     from impl.optim.fam_handlers import HANDLER_NAMES, band_ranges, document_handlers
 
-    plt = _plt()
+    plt = pyplot()
     g = make_generator(ctx.seed)
     handlers = document_handlers()
     length, n_bands = 4096, 8  # a 64 x 64 sample, the document's default n_bands

@@ -6,8 +6,8 @@ import statistics
 
 import torch
 
-from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.fam._common import DEVIATIONS, _plt
+from impl.claims.experiment import Outcome, RunContext, combine, experiment, pyplot, verdict_if
+from impl.claims.experiments.fam._common import DEVIATIONS
 from impl.measure import compare_interleaved, count_host_syncs, time_callable
 from impl.registry import make_generator
 
@@ -30,7 +30,7 @@ def gating_sampling_and_step_cost(ctx: RunContext) -> Outcome:
     from impl.optim.fam_handlers import FrequencyHandler
     from impl.optim.fam_reference import FAMOptimizer
 
-    plt = _plt()
+    plt = pyplot()
     g = make_generator(ctx.seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -5,15 +5,15 @@ import math
 
 import torch
 
-from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.fam._common import DEVIATIONS, _plt
+from impl.claims.experiment import Outcome, RunContext, combine, experiment, pyplot, verdict_if
+from impl.claims.experiments.fam._common import DEVIATIONS
 
 
 @experiment("FAM-06")
 def schedulers(ctx: RunContext) -> Outcome:
     from impl.optim.fam_schedulers import FAMScheduler, FAMScheduler2, reference_lrs
 
-    plt = _plt()
+    plt = pyplot()
     base = 0.1
     v1 = reference_lrs(lambda o: FAMScheduler(o, 10, 100, 1e-8, 1e-6), base, 121, torch.float64, "cpu")
     v2 = reference_lrs(lambda o: FAMScheduler2(o, 10, 100, 30, 1e-6, 1e-6), base, 121, torch.float64, "cpu")

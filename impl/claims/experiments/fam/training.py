@@ -6,8 +6,8 @@ import statistics
 
 import torch
 
-from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.fam._common import DEVIATIONS, _plt
+from impl.claims.experiment import Outcome, RunContext, experiment, pyplot, verdict_if
+from impl.claims.experiments.fam._common import DEVIATIONS
 from impl.registry import make_generator
 
 
@@ -74,7 +74,7 @@ def training_comparison(ctx: RunContext) -> Outcome:
     from impl.optim.fam import FAM
     from impl.optim.simple_fam import SimpleFAMFast
 
-    plt = _plt()
+    plt = pyplot()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     steps = 40 if ctx.quick else 200

@@ -5,5 +5,5 @@ Source: 002_3edd67eb5ef57768.txt, "nDimensional Rotary Embedding" (class RotaryE
 DEVIATIONS (changes needed to make it run) are attached to every outcome. Property checks run in
 float64 so that any error above ~1e-9 is the construction's, not rounding; timings are float32,
 forward only, one thread, measured interleaved.
-One module per claim; shared constants and helpers (_single_thread, _orthogonality, _figure) are in _common.py.
+One module per claim; shared constants and helpers (_orthogonality, _figure) are in _common.py.
 """

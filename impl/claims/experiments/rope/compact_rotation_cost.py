@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.rope._common import HEAD_DIM, HEADS, _single_thread
+from impl.claims.experiments.rope._common import HEAD_DIM, HEADS
 from impl.measure import count_flops, peak_tensor_bytes, time_interleaved
 from impl.registry import make_generator
 from impl.rotary.compact_rotation import DocumentCompactRotation, FastCompactRotation
@@ -13,7 +13,6 @@ from impl.rotary.givens import DocumentGivens
 
 
 @experiment("ROPE-06")
-@_single_thread
 def compact_rotation_cost(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     n = 512  # fixed: the per-pair overhead CompactRotation removes matters less as n grows

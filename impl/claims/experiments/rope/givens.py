@@ -7,7 +7,7 @@ import math
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.rope._common import F64, HEAD_DIM, HEADS, _figure, _orthogonality, _single_thread
+from impl.claims.experiments.rope._common import F64, HEAD_DIM, HEADS, _figure, _orthogonality
 from impl.measure import count_host_syncs, time_interleaved
 from impl.registry import make_generator
 from impl.rotary.document import DEVIATIONS, RotaryEmbedding
@@ -15,7 +15,6 @@ from impl.rotary.givens import DocumentGivens, FastGivens
 
 
 @experiment("ROPE-03")
-@_single_thread
 def givens_rotations(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     doc = RotaryEmbedding(4).to(F64)

@@ -4,14 +4,13 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.rope._common import F64, _single_thread
+from impl.claims.experiments.rope._common import F64
 from impl.registry import make_generator
 from impl.rotary.document import DEVIATIONS
 from impl.rotary.learned_rotations import DocumentLearnedRotations, FastLearnedRotations
 
 
 @experiment("ROPE-07")
-@_single_thread
 def learned_rotations(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     ref, fast = DocumentLearnedRotations(16).to(F64), FastLearnedRotations(16).to(F64)

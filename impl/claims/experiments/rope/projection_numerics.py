@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.rope._common import HEAD_DIM, _single_thread
+from impl.claims.experiments.rope._common import HEAD_DIM
 from impl.measure import count_host_syncs
 from impl.registry import make_generator
 from impl.rotary.document import DEVIATIONS
@@ -13,7 +13,6 @@ from impl.rotary.projection_corrected import SubspaceRotation
 
 
 @experiment("ROPE-05")
-@_single_thread
 def projection_numerics(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     doc = DocumentProjection(HEAD_DIM, generator=g).reset_parameters(g)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.rope._common import F64, HEAD_DIM, _figure, _orthogonality, _single_thread
+from impl.claims.experiments.rope._common import F64, HEAD_DIM, _figure, _orthogonality
 from impl.registry import make_generator
 from impl.rotary.document import DEVIATIONS
 from impl.rotary.projection import DocumentProjection
@@ -17,7 +17,6 @@ def _linear_map(module, dim) -> torch.Tensor:
 
 
 @experiment("ROPE-04")
-@_single_thread
 def projection_rotation(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     doc = DocumentProjection(HEAD_DIM, generator=g).reset_parameters(g).to(F64)

@@ -6,14 +6,13 @@ import math
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from impl.claims.experiments.rope._common import F64, _orthogonality, _single_thread
+from impl.claims.experiments.rope._common import F64, _orthogonality
 from impl.registry import make_generator
 from impl.rotary.document import DEVIATIONS, CompactRotation, RotaryEmbedding
 from impl.rotary.quaternion_corrected import sandwich_rotation
 
 
 @experiment("ROPE-02")
-@_single_thread
 def quaternion_rotation(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     doc = RotaryEmbedding(4).to(F64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
-from impl.claims.experiments.rope._common import F64, HEAD_DIM, HEADS, _single_thread
+from impl.claims.experiments.rope._common import F64, HEAD_DIM, HEADS
 from impl.measure import time_interleaved
 from impl.registry import make_generator
 from impl.rotary.common import textbook_rope_float64
@@ -14,7 +14,6 @@ from impl.rotary.rotary_embedding import DocumentRoPE, FastRoPE
 
 
 @experiment("ROPE-01")
-@_single_thread
 def rope_standard_path(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     n = 1024 if ctx.quick else 4096

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
+from impl.claims.experiment import Outcome, RunContext, combine, experiment, pyplot, verdict_if
 from impl.claims.experiments.zoo._common import _pair
 from impl.measure import compare_interleaved, count_flops, fit_exponent, time_callable
 from impl.registry import make_generator
@@ -11,9 +11,7 @@ from impl.registry import make_generator
 
 @experiment("ZOO-02")
 def adaptive_span_cost(ctx: RunContext) -> Outcome:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from impl.attention.zoo.adaptive_span import AdaptiveSpan
 

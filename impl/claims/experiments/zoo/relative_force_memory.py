@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from impl.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
+from impl.claims.experiment import Outcome, RunContext, combine, experiment, pyplot, verdict_if
 from impl.claims.experiments.zoo._common import _pair
 from impl.measure import compare_interleaved, fake_peak_tensor_bytes, fit_exponent, peak_tensor_bytes
 from impl.registry import make_generator
@@ -15,9 +15,7 @@ MiB = 2 ** 20
 
 @experiment("ZOO-04")
 def relative_force_memory(ctx: RunContext) -> Outcome:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from impl.attention.zoo.base_attention import BaseAttention
     from impl.attention.zoo.relative_force import RelativeForce
