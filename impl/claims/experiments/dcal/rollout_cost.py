@@ -1,6 +1,8 @@
 """DCAL-05: the attention rollout's cost in N and L, and the CLS-row chain against its memory floor."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from impl.claims.experiment import Outcome, RunContext, combine, experiment, exponent_matches, pyplot
@@ -31,7 +33,7 @@ def rollout_cost(ctx: RunContext) -> Outcome:
     # Benchmark up to the document's size, N = 785 tokens (448×448, patch 16), L = 12 DeiT-Small layers.
     bench_sizes = (197,) if ctx.quick else (197, 393, 785)
     n_bench = bench_sizes[-1]
-    bench, roofline = {}, {}
+    bench, roofline, cores = {}, {}, os.cpu_count() or 1
     for n in bench_sizes:
         maps = random_attentions(12, 1, 6, n, generator=g).to(ctx.device)
         torch.testing.assert_close(rollout_cls_optimized(maps), rollout_cls_reference(maps), atol=1e-6, rtol=1e-4)
@@ -43,8 +45,16 @@ def rollout_cost(ctx: RunContext) -> Outcome:
                              rounds=1 if ctx.quick else 5, min_run_time=0.05 if ctx.quick else 0.2, device=ctx.device)
         bench[n] = Comparison(baseline=t["full"], candidate=t["chain"])
         roofline[n] = t["read_once"]
+        if n == bench_sizes[-1]:  # secondary figure: every core of the machine for both sides
+            all_cores = time_interleaved({"full": lambda: rollout_cls_reference(maps),
+                                          "chain": lambda: rollout_cls_optimized(maps),
+                                          "read_once": lambda: maps[:-1].sum()}, threads=cores,
+                                         rounds=1 if ctx.quick else 3, min_run_time=0.05 if ctx.quick else 0.2,
+                                         device=ctx.device)
         del maps
     cmp, read_once = bench[n_bench], roofline[n_bench]
+    speedup_all_cores = all_cores["full"].median_s / all_cores["chain"].median_s
+    ceiling_all_cores = all_cores["full"].median_s / all_cores["read_once"].median_s
     read_bytes = 11 * 6 * n_bench * n_bench * 4  # layers 1..11 of (1, 6, N, N) float32: the last needs one row
     ceiling = cmp.baseline.median_s / read_once.median_s
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(8, 3))
@@ -75,7 +85,9 @@ def rollout_cost(ctx: RunContext) -> Outcome:
                   "read_once_GB_per_s": read_bytes / read_once.median_s / 1e9,
                   f"bench_N{n_bench}_L12_speedup_ceiling": ceiling,
                   "chain_time_over_read_once": cmp.candidate.median_s / read_once.median_s,
-                  "issue_target_speedup": 20.0,
+                  "issue_target_speedup": 20.0, "threads_all_cores": cores,
+                  f"bench_N{n_bench}_L12_speedup_all_cores": speedup_all_cores,
+                  f"bench_N{n_bench}_L12_speedup_ceiling_all_cores": ceiling_all_cores,
                   **{f"bench_N{n}_L12_speedup": bench[n].speedup for n in bench_sizes[:-1]}},
         rule="holds if the full product's FLOP exponents are 3 ± 0.15 in N and 1 ± 0.15 in L",
         evidence=(f"FLOPs (torch flop counter) of the documented full-matrix rollout over N = {n_sizes} (L = 4) and "
@@ -88,6 +100,7 @@ def rollout_cost(ctx: RunContext) -> Outcome:
                   f"{read_once.median_ms:.1f} ms ({read_bytes / read_once.median_s / 1e9:.1f} GB/s), so no "
                   f"implementation that reads the maps can beat {ceiling:.1f}× here; the chain takes "
                   f"{cmp.candidate.median_s / read_once.median_s:.2f}× that read. The benchmark target of ≥ 20× "
-                  f"is {'met' if cmp.speedup >= 20 else 'not met'} in this run."),
+                  f"is {'met' if cmp.speedup >= 20 else 'not met'} on one thread in this run; with all {cores} "
+                  f"cores the chain is {speedup_all_cores:.1f}× faster (ceiling {ceiling_all_cores:.1f}×)."),
         figures=["dcal05_rollout_flops.png"],
     )
