@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from impl.registry import (ComponentSpec, ExpectedFailure, Implementations, SampleInput, Tolerance, get,
+from impl.registry import (ComponentSpec, ExpectedFailure, SampleInput, get,
                            list_components, make_generator, register)
 
 

@@ -8,8 +8,6 @@ and CUDA) that streams over key blocks and keeps only O(n·d) tensors alive.
 """
 from __future__ import annotations
 
-import torch
-
 from impl.attention.base import (SelfAttentionLayer, build_module_pair, sdpa_attention, token_error_inputs,
                                  token_samples)
 from impl.registry import ComponentSpec, register

@@ -30,8 +30,6 @@ in the optimized path. Non-causal, as in the document.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 

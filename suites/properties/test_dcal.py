@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, find, given, settings, strategies as st
 
 from impl.models.dcal.glca import GlobalLocalCrossAttention, gather_tokens, select_queries
 from impl.models.dcal.model import TEST_CONFIG, DualAttentionModel
-from impl.models.dcal.pwca import PairwiseCrossAttention, pwca_attend
+from impl.models.dcal.pwca import PairwiseCrossAttention
 from impl.models.dcal.rollout import (attention_rollout_full, random_attentions, rollout_cls_optimized,
                                       rollout_cls_reference)
 from impl.models.dcal.rollout_cache import (TRANSFORMS, ExactRolloutCache, StatsHashRolloutCache, agrees,

@@ -9,8 +9,6 @@ scan for every chunk size. Blocks: every documented attention_type runs; memory 
 """
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F

@@ -2,7 +2,6 @@
 code and the optimized twins agree, and each term has the invariances the claims state."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, strategies as st

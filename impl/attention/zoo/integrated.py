@@ -26,8 +26,6 @@ via torch.where — sync-free, computes both branches always. ZOO-07 measures th
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -22,8 +22,6 @@ row (B, N); `attention_rollout_full` returns all of R for the properties (rows s
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 
 from impl.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, Tolerance, register

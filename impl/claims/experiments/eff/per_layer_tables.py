@@ -99,8 +99,8 @@ def memory_per_layer(ctx: RunContext) -> Outcome:
         rule="per row: holds if any of the layer's tensor peaks (reference or optimized, forward or forward+backward; fp32, "
              "dim 768, 12 heads, n=1024 for every row since only Standard states n) is within 2x of the claimed GB; "
              "the verdict combines the measured rows",
-        evidence=(f"Peak live tensor bytes from the dispatcher-level tracker (real tensors), full layers (projections "
-                  f"included), batch 1, n=1024, range over reference/optimized and forward/forward+backward: "
+        evidence=("Peak live tensor bytes from the dispatcher-level tracker (real tensors), full layers (projections "
+                  "included), batch 1, n=1024, range over reference/optimized and forward/forward+backward: "
                   + "; ".join(summary) + "." if std else "No row measurable yet.")
                  + (f" Rows not yet implemented: {', '.join(missing)}." if missing else ""),
         deviations=["The document gives n only for Standard (1024); every row is measured at n=1024."],

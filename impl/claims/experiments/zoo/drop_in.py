@@ -43,10 +43,10 @@ def drop_in_replacement(ctx: RunContext) -> Outcome:
             out, accepted = None, False
         try:  # positional (query, key, value) only, the most lenient MHA-style call
             with torch.no_grad():
-                positional = module(q, k, v)
+                module(q, k, v)
             positional_ok = True
         except (TypeError, ValueError, RuntimeError):
-            positional, positional_ok = None, False
+            positional_ok = False
         tuple_out = isinstance(out, tuple) and len(out) == 2 and out[0].shape == mha_out[0].shape
         measured[f"{name}_signature"] = "(" + ", ".join(params) + ")"
         measured[f"{name}_accepts_mha_call"] = int(accepted)
