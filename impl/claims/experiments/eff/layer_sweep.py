@@ -62,7 +62,7 @@ def _cached_sweep(ctx):
     key = (ctx.quick, ctx.seed)
     if key not in _SWEEP_CACHE:
         sizes = (256, 512, 1024, 2048) if ctx.quick else (256, 512, 1024, 2048, 4096, 8192, 16384)
-        quad_max = 1024 if ctx.quick else 4096
+        quad_max = 1024 if ctx.quick else sizes[-1]  # full run: every variant measured at every n, none extrapolated
         layers, times = _sweep(ctx, sizes, quad_max)
         _SWEEP_CACHE[key] = (sizes, layers, times)
     return _SWEEP_CACHE[key]
@@ -160,9 +160,11 @@ def crossover_lengths(ctx: RunContext) -> Outcome:
              f"holds if the faster of them beats dense and both linear variants at n={mid}; Performer/Mamba holds if the "
              f"faster of them beats dense, strided and local+global at n={big}; combined",
         evidence=f"Optimized full layers (dim {SWEEP_DIM}, {SWEEP_HEADS} heads x 64; Mamba d_inner 512, state 16), fp32 "
-                 f"forward, batch 1, 1 thread, n={sizes[0]}..{sizes[-1]}; dense measured to {max(times['Standard'])}, "
-                 f"strided to {max(times['Strided'])}, extrapolated beyond with the exponent fitted to their last three "
-                 f"points. First n from which each stays faster than dense: {cross_text}. Single-round timings on a "
+                 f"forward, batch 1, 1 thread, n={sizes[0]}..{sizes[-1]}; "
+                 + (f"dense measured to {max(times['Standard'])}, strided to {max(times['Strided'])}, extrapolated beyond "
+                    f"with the exponent fitted to their last three points. "
+                    if any(flagged.values()) else "every variant measured at every n. ")
+                 + f"First n from which each stays faster than dense: {cross_text}. Single-round timings on a "
                  f"shared 2-core machine: crossovers move by one size between runs.",
         figures=["eff09_crossover.png"],
         deviations=[f"Sweep at dim {SWEEP_DIM} / {SWEEP_HEADS} heads instead of 768 / 12 to fit the time budget; "
