@@ -22,6 +22,7 @@ class Timing:
     iqr_s: float  # interquartile range of the per-block means
     samples: int  # number of measurement blocks
     threads: int
+    round_medians: tuple[float, ...] = ()  # interleaved timing: the median seconds of each round, in order
 
     @property
     def median_ms(self) -> float:
@@ -55,6 +56,12 @@ class Comparison:
         """baseline time / candidate time (> 1: the candidate is faster)."""
         return self.baseline.median_s / self.candidate.median_s
 
+    @property
+    def round_speedups(self) -> tuple[float, ...]:
+        """The ratio within each interleaved round (A and B timed back to back): their spread shows how much
+        the machine moved during the run, which one pooled ratio hides."""
+        return tuple(b / c for b, c in zip(self.baseline.round_medians, self.candidate.round_medians))
+
 
 def time_interleaved(callables: dict[str, Callable[[], Any]], *, rounds: int = 5, threads: int = DEFAULT_THREADS,
                      min_run_time: float = 0.1, device: torch.device | str | None = None) -> dict[str, Timing]:
@@ -65,19 +72,24 @@ def time_interleaved(callables: dict[str, Callable[[], Any]], *, rounds: int = 5
         raise ValueError("callables is empty")
     device = torch.device(device) if device is not None else None
     times: dict[str, list[float]] = {key: [] for key in callables}
+    per_round: dict[str, list[float]] = {key: [] for key in callables}
     for fn in callables.values():  # warm every callable before the first measured round
         fn()
     _sync(device)
     for _ in range(rounds):
         for key, fn in callables.items():
             timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
-            times[key].extend(timer.blocked_autorange(min_run_time=min_run_time).times)
+            block_times = timer.blocked_autorange(min_run_time=min_run_time).times
+            times[key].extend(block_times)
+            per_round[key].append(statistics.median(block_times))
 
-    def summarise(values: list[float]) -> Timing:
+    def summarise(key: str) -> Timing:
+        values = times[key]
         q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
-        return Timing(median_s=statistics.median(values), iqr_s=q[2] - q[0], samples=len(values), threads=threads)
+        return Timing(median_s=statistics.median(values), iqr_s=q[2] - q[0], samples=len(values), threads=threads,
+                      round_medians=tuple(per_round[key]))
 
-    return {key: summarise(values) for key, values in times.items()}
+    return {key: summarise(key) for key in times}
 
 
 def compare_interleaved(baseline: Callable[[], Any], candidate: Callable[[], Any], *, rounds: int = 5,

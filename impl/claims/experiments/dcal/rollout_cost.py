@@ -81,6 +81,8 @@ def rollout_cost(ctx: RunContext) -> Outcome:
                   f"bench_N{n_bench}_L12_full_ms": cmp.baseline.median_ms,
                   f"bench_N{n_bench}_L12_cls_chain_ms": cmp.candidate.median_ms,
                   f"bench_N{n_bench}_L12_speedup": cmp.speedup,
+                  f"bench_N{n_bench}_L12_speedup_round_min": min(cmp.round_speedups),
+                  f"bench_N{n_bench}_L12_speedup_round_max": max(cmp.round_speedups),
                   f"bench_N{n_bench}_L12_read_once_ms": read_once.median_ms,
                   "read_once_GB_per_s": read_bytes / read_once.median_s / 1e9,
                   f"bench_N{n_bench}_L12_speedup_ceiling": ceiling,
@@ -94,7 +96,9 @@ def rollout_cost(ctx: RunContext) -> Outcome:
                   f"L = {l_sizes} (N = 65): N^{fit_n_ref.exponent:.2f}, L^{fit_l_ref.exponent:.2f} — as documented. "
                   f"But GLCA reads only the CLS row, which a vector chain gives in O(L·N²) (N^{fit_n_opt.exponent:.2f}): "
                   f"at N={n_bench}, L=12, 6 heads, float32, one thread it takes {cmp.candidate.median_ms:.0f} ms vs "
-                  f"{cmp.baseline.median_ms:.0f} ms ({cmp.speedup:.1f}×, timed interleaved), equal values. The chain "
+                  f"{cmp.baseline.median_ms:.0f} ms ({cmp.speedup:.1f}×, timed interleaved; "
+                  f"{min(cmp.round_speedups):.1f}–{max(cmp.round_speedups):.1f}× within single rounds), "
+                  f"equal values. The chain "
                   f"is memory-bound (it reads the L·H·N² maps once), so the ratio grows about linearly with N: "
                   f"one plain streaming read of the {read_bytes / 2**20:.0f} MiB it must read takes "
                   f"{read_once.median_ms:.1f} ms ({read_bytes / read_once.median_s / 1e9:.1f} GB/s), so no "
