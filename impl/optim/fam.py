@@ -207,11 +207,9 @@ def make_fam_pair(reference_cls, optimized_cls):
     return build
 
 
-register(ComponentSpec(
-    name="optim.fam",
+# What every FAM pair declares alike (this one and fam_corrected's): the twins differ only in their classes.
+FAM_SPEC_FIELDS = dict(
     claims=("FAM-01", "FAM-02", "FAM-03"),
-    description="FAMOptimizer as written (per-parameter loops, .item() per band) vs batched, sync-free FAM",
-    build=make_fam_pair(FAMOptimizer, FAM),
     sample_inputs=optimizer_samples,
     error_inputs=optimizer_error_inputs(DEFAULT_CONFIG, BAD_CONFIGS),
     default_config=DEFAULT_CONFIG,
@@ -220,4 +218,11 @@ register(ComponentSpec(
     size_name="steps",
     tolerances={torch.float64: Tolerance(atol=1e-9, rtol=1e-7), torch.float32: Tolerance(atol=1e-5, rtol=1e-4)},
     supports_backward=False,
+)
+
+register(ComponentSpec(
+    name="optim.fam",
+    description="FAMOptimizer as written (per-parameter loops, .item() per band) vs batched, sync-free FAM",
+    build=make_fam_pair(FAMOptimizer, FAM),
+    **FAM_SPEC_FIELDS,
 ))

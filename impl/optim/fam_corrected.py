@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import torch
 
-from impl.optim.fam import FAM, DEFAULT_CONFIG, BAD_CONFIGS, document_momentum, make_fam_pair
+from impl.optim.fam import FAM, FAM_SPEC_FIELDS, document_momentum, make_fam_pair
 from impl.optim.fam_handlers import HANDLER_NAMES, document_handlers, ranges_to_matrix
 from impl.optim.fam_reference import FAMOptimizer
-from impl.optim.fam_runs import optimizer_error_inputs, optimizer_samples
-from impl.registry import ComponentSpec, Tolerance, register
+from impl.registry import ComponentSpec, register
 
 KEYWORDS = (("conv", ("conv",)), ("attention", ("attention", "mha", "self_attn")), ("embedding", ("embed", "token")))
 
@@ -141,15 +140,7 @@ class CorrectedFAM(FAM):
 
 register(ComponentSpec(
     name="optim.fam_corrected",
-    claims=("FAM-01", "FAM-02", "FAM-03"),
     description="FAM with handler choice, order-keeping sampling, full-coverage bands and one-sided rules fixed",
     build=make_fam_pair(CorrectedFAMOptimizer, CorrectedFAM),
-    sample_inputs=optimizer_samples,
-    error_inputs=optimizer_error_inputs(DEFAULT_CONFIG, BAD_CONFIGS),
-    default_config=DEFAULT_CONFIG,
-    test_sizes=(1, 4, 9),
-    bench_sizes=(10, 20),
-    size_name="steps",
-    tolerances={torch.float64: Tolerance(atol=1e-9, rtol=1e-7), torch.float32: Tolerance(atol=1e-5, rtol=1e-4)},
-    supports_backward=False,
+    **FAM_SPEC_FIELDS,
 ))

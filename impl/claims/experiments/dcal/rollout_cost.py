@@ -40,22 +40,20 @@ def rollout_cost(ctx: RunContext) -> Outcome:
         # Roofline: the chain must read every map of layers 1..L-1 at least once, so one streaming read of
         # those bytes (a plain sum) bounds it from below, and full / read-once bounds the speedup from above.
         # All three are timed in the same interleaved rounds, so a noisy neighbour hits them alike.
-        t = time_interleaved({"full": lambda: rollout_cls_reference(maps), "chain": lambda: rollout_cls_optimized(maps),
-                              "read_once": lambda: maps[:-1].sum()},
-                             rounds=1 if ctx.quick else 5, min_run_time=0.05 if ctx.quick else 0.2, device=ctx.device)
+        calls = {"full": lambda: rollout_cls_reference(maps), "chain": lambda: rollout_cls_optimized(maps),
+                 "read_once": lambda: maps[:-1].sum()}
+        t = time_interleaved(calls, rounds=1 if ctx.quick else 5, min_run_time=0.05 if ctx.quick else 0.2,
+                             device=ctx.device)
         bench[n] = Comparison(baseline=t["full"], candidate=t["chain"])
         roofline[n] = t["read_once"]
-        if n == bench_sizes[-1]:  # secondary figure: every core of the machine for both sides
-            all_cores = time_interleaved({"full": lambda: rollout_cls_reference(maps),
-                                          "chain": lambda: rollout_cls_optimized(maps),
-                                          "read_once": lambda: maps[:-1].sum()}, threads=cores,
-                                         rounds=1 if ctx.quick else 3, min_run_time=0.05 if ctx.quick else 0.2,
-                                         device=ctx.device)
-        del maps
+        if n == n_bench:  # secondary figure: every core of the machine for all three
+            read_bytes = maps[:-1].numel() * maps.element_size()  # the last layer needs only its CLS row
+            all_cores = time_interleaved(calls, threads=cores, rounds=1 if ctx.quick else 3,
+                                         min_run_time=0.05 if ctx.quick else 0.2, device=ctx.device)
+        del maps, calls
     cmp, read_once = bench[n_bench], roofline[n_bench]
     speedup_all_cores = all_cores["full"].median_s / all_cores["chain"].median_s
     ceiling_all_cores = all_cores["full"].median_s / all_cores["read_once"].median_s
-    read_bytes = 11 * 6 * n_bench * n_bench * 4  # layers 1..11 of (1, 6, N, N) float32: the last needs one row
     ceiling = cmp.baseline.median_s / read_once.median_s
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(8, 3))
     ax.loglog(n_sizes, flops["reference"], "o-", label=f"full product (N^{fit_n_ref.exponent:.2f})")

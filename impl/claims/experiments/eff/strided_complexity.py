@@ -6,15 +6,11 @@ import torch.nn.functional as F
 
 from impl.attention.strided import strided_sdpa
 from impl.claims.experiment import Outcome, RunContext, combine, experiment, pyplot, verdict_if
-from impl.claims.experiments.eff._common import HEAD_DIM
+from impl.claims.experiments.eff._common import HEAD_DIM, _qkv
 from impl.measure import compare_interleaved, count_flops, fake_peak_tensor_bytes, fit_exponent, time_interleaved
 from impl.registry import make_generator
 
 HEADS = 12  # the document's examples: dim 768, 12 heads
-
-
-def _qkv(n, generator, heads=HEADS, head_dim=HEAD_DIM, batch=1):
-    return [torch.randn(batch, heads, n, head_dim, generator=generator) for _ in range(3)]
 
 
 def _dense_masked_reference(q, k, v, stride):
@@ -33,7 +29,7 @@ def strided_complexity(ctx: RunContext) -> Outcome:
     strides = (4,) if ctx.quick else (2, 4, 8)
     measured: dict = {"n": n_big, "heads": HEADS, "head_dim": HEAD_DIM, "batch": 1, "pass": "forward, float32, attention core"}
     flop_ok, time_ok = [], []
-    q, k, v = _qkv(n_big, g)
+    q, k, v = _qkv(n_big, HEADS, g)
     dense_flops = count_flops(lambda: F.scaled_dot_product_attention(q, k, v))
     for stride in strides:
         flops = count_flops(lambda: strided_sdpa(q, k, v, stride))
@@ -63,7 +59,7 @@ def strided_complexity(ctx: RunContext) -> Outcome:
     time_sizes = (256, 512, 1024) if ctx.quick else (512, 1024, 2048, 4096)
     times, dense_times = [], []
     for n in time_sizes:
-        tq, tk, tv = _qkv(n, g)
+        tq, tk, tv = _qkv(n, HEADS, g)
         pair = time_interleaved({"strided": lambda: strided_sdpa(tq, tk, tv, stride),
                                  "dense": lambda: F.scaled_dot_product_attention(tq, tk, tv)},
                                 rounds=1, min_run_time=0.05)
