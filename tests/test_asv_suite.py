@@ -1,7 +1,7 @@
 """The asv suite imports, covers every registered component, and its methods run."""
 import importlib
 
-from impl.registry import list_components
+from reprobench.registry import list_components
 
 
 def test_every_component_has_an_asv_benchmark():

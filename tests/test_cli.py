@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from impl.cli import main
+from reprobench.cli import main
 
 
 def test_list_prints_the_registry(capsys):
@@ -24,8 +24,8 @@ def test_verify_quick_writes_the_report(tmp_path, monkeypatch, capsys):
     main job, `reprobench verify`, not a unit test)."""
     import torch
 
-    from impl.claims.experiment import Outcome, verdict_if
-    from impl.measure import peak_tensor_bytes
+    from reprobench.claims.experiment import Outcome, verdict_if
+    from reprobench.measure import peak_tensor_bytes
 
     def tiny_experiment(ctx):
         n = 64
@@ -34,7 +34,7 @@ def test_verify_quick_writes_the_report(tmp_path, monkeypatch, capsys):
         return Outcome(verdict=verdict_if(peak >= 4 * n * n), claimed="scores are n x n", measured={"peak": peak},
                        rule="holds if peak >= 4 n^2 bytes", evidence="tiny")
 
-    monkeypatch.setattr("impl.claims.runner.load_experiments", lambda: {"EFF-01": tiny_experiment})
+    monkeypatch.setattr("reprobench.claims.runner.load_experiments", lambda: {"EFF-01": tiny_experiment})
     assert main(["verify", "--quick", "--only", "EFF-01", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "claims.json").read_text())
     assert len(data["claims"]) == 60
@@ -46,7 +46,7 @@ def test_verify_quick_writes_the_report(tmp_path, monkeypatch, capsys):
 
 
 def test_python_dash_m_runs_the_cli():
-    result = subprocess.run([sys.executable, "-m", "impl", "--help"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "reprobench", "--help"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "verify" in result.stdout
 
 

@@ -1,7 +1,7 @@
 """The DCAL family is wired into the harness: every claim has an experiment, every component registers."""
-from impl.claims.experiment import load_experiments
-from impl.claims.ledger import CLAIM_TEXTS
-from impl.registry import list_components
+from reprobench.claims.experiment import load_experiments
+from reprobench.claims.ledger import CLAIM_TEXTS
+from reprobench.registry import list_components
 
 
 def test_every_dcal_claim_has_an_experiment():

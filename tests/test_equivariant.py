@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from impl.claims.experiment import VERDICTS, Outcome, RunContext, load_experiments
+from reprobench.claims.experiment import VERDICTS, Outcome, RunContext, load_experiments
 
 
 @pytest.mark.parametrize("claim_id", ["EQ-03", "EQ-04", "EQ-05", "EQ-08", "EQ-10"])

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from impl.claims import report as report_module
-from impl.claims.experiment import Outcome, at_least, combine, exponent_matches, within_factor
-from impl.claims.ledger import CLAIM_TEXTS
-from impl.claims.report import load_report, merge_entries, render_markdown, write_report
-from impl.claims.runner import entry, parse_ids, run_claims
+from reprobench.claims import report as report_module
+from reprobench.claims.experiment import Outcome, at_least, combine, exponent_matches, within_factor
+from reprobench.claims.ledger import CLAIM_TEXTS
+from reprobench.claims.report import load_report, merge_entries, render_markdown, write_report
+from reprobench.claims.runner import entry, parse_ids, run_claims
 
 CLAIMS_MD = Path(__file__).resolve().parents[2] / "shared" / "CLAIMS.md"
 
@@ -54,7 +54,7 @@ def test_parse_ids_accepts_ids_and_prefixes():
 
 
 def test_missing_experiment_reports_not_implemented(tmp_path, monkeypatch):
-    monkeypatch.setattr("impl.claims.runner.load_experiments", lambda: {})
+    monkeypatch.setattr("reprobench.claims.runner.load_experiments", lambda: {})
     entries = run_claims(["DW-01"], quick=True, device="cpu", figures_dir=tmp_path)
     assert entries[0]["verdict"] == "not-implemented"
 
@@ -62,7 +62,7 @@ def test_missing_experiment_reports_not_implemented(tmp_path, monkeypatch):
 def test_crashing_experiment_becomes_error_not_lost_report(tmp_path, monkeypatch):
     def boom(ctx):
         raise RuntimeError("kaput")
-    monkeypatch.setattr("impl.claims.runner.load_experiments", lambda: {"DW-01": boom})
+    monkeypatch.setattr("reprobench.claims.runner.load_experiments", lambda: {"DW-01": boom})
     entries = run_claims(["DW-01"], quick=True, device="cpu", figures_dir=tmp_path)
     assert entries[0]["verdict"] == "error" and "kaput" in entries[0]["evidence"]
 
@@ -77,8 +77,8 @@ def test_every_experiment_starts_on_the_measurement_threads(tmp_path, monkeypatc
         torch.set_num_threads(2)
         return Outcome("holds", "c", {}, "r", "e")
 
-    monkeypatch.setattr("impl.claims.runner.MEASURE_THREADS", 1)
-    monkeypatch.setattr("impl.claims.runner.load_experiments", lambda: {"DW-01": changes_threads,
+    monkeypatch.setattr("reprobench.claims.runner.MEASURE_THREADS", 1)
+    monkeypatch.setattr("reprobench.claims.runner.load_experiments", lambda: {"DW-01": changes_threads,
                                                                         "DW-02": changes_threads})
     before = torch.get_num_threads()
     run_claims(["DW-01", "DW-02"], quick=True, device="cpu", figures_dir=tmp_path)

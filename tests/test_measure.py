@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from impl.attention.base import explicit_attention
-from impl.measure import (allocator_peak_bytes, count_flops, count_host_syncs, fake_peak_tensor_bytes, fit_exponent,
+from reprobench.attention.base import explicit_attention
+from reprobench.measure import (allocator_peak_bytes, count_flops, count_host_syncs, fake_peak_tensor_bytes, fit_exponent,
                           peak_tensor_bytes)
 
 SWEEP = (256, 512, 1024, 2048)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from impl.registry import (ComponentSpec, ExpectedFailure, SampleInput, get,
+from reprobench.registry import (ComponentSpec, ExpectedFailure, SampleInput, get,
                            list_components, make_generator, register)
 
 
@@ -49,8 +49,8 @@ def test_expected_failure_must_name_a_known_test_and_a_reason():
 
 def test_register_twice_is_an_error(monkeypatch):
     # A private copy of the registry: the test must not leave a component behind for other suites.
-    import impl.registry
-    monkeypatch.setattr(impl.registry, "_REGISTRY", dict(impl.registry._REGISTRY))
+    import reprobench.registry
+    monkeypatch.setattr(reprobench.registry, "_REGISTRY", dict(reprobench.registry._REGISTRY))
     spec = _spec(name="attention.registered_twice_for_test")
     register(spec)
     with pytest.raises(ValueError, match="registered twice"):

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from impl.measure import timing
-from impl.measure.timing import compare_interleaved, time_interleaved
+from reprobench.measure import timing
+from reprobench.measure.timing import compare_interleaved, time_interleaved
 
 
 class _FakeTimer:

@@ -6,13 +6,13 @@ asv one more forked process per benchmark). `setup_cache` checks every optimized
 the family against its reference once, and a pair that disagrees is skipped rather than timed.
 Each family class spells out its own one-line `setup_cache`: asv keys that cache by module and line
 number, so a shared definition would hand one family's cache to every other. Bodies are one line;
-data comes from impl.bench's seeded, cached builders. track_* report deterministic measures with
+data comes from reprobench.bench's seeded, cached builders. track_* report deterministic measures with
 units (tensor bytes, FLOPs), so a memory regression shows without timing noise.
 """
 import torch
 
-from impl.bench import IMPLEMENTATIONS, bench_case, case_flops, case_peak_bytes, optimized_matches_reference
-from impl.registry import FAMILIES, list_components
+from reprobench.bench import IMPLEMENTATIONS, bench_case, case_flops, case_peak_bytes, optimized_matches_reference
+from reprobench.registry import FAMILIES, list_components
 
 torch.set_num_threads(1)
 

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from impl.bench import IMPLEMENTATIONS
-from impl.registry import list_components
+from reprobench.bench import IMPLEMENTATIONS
+from reprobench.registry import list_components
 
 
 def pytest_generate_tests(metafunc):

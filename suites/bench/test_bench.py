@@ -7,7 +7,7 @@ extra_info carries FLOPs and peak tensor bytes, so a saved run has them next to 
 import pytest
 import torch
 
-from impl.bench import bench_case, measure_case, optimized_matches_reference
+from reprobench.bench import bench_case, measure_case, optimized_matches_reference
 
 
 def test_forward(benchmark, bench_params):

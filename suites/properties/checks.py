@@ -6,7 +6,7 @@ import shlex
 
 import torch
 
-from impl.registry import ComponentSpec, Implementations, SampleInput, make_generator
+from reprobench.registry import ComponentSpec, Implementations, SampleInput, make_generator
 
 
 def as_tuple(out) -> tuple[torch.Tensor, ...]:

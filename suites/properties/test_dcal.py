@@ -8,16 +8,16 @@ import pytest
 import torch
 from hypothesis import HealthCheck, find, given, settings, strategies as st
 
-from impl.models.dcal.glca import GlobalLocalCrossAttention, gather_tokens, select_queries
-from impl.models.dcal.model import TEST_CONFIG, DualAttentionModel
-from impl.models.dcal.pwca import PairwiseCrossAttention
-from impl.models.dcal.rollout import (attention_rollout_full, random_attentions, rollout_cls_optimized,
+from reprobench.models.dcal.glca import GlobalLocalCrossAttention, gather_tokens, select_queries
+from reprobench.models.dcal.model import TEST_CONFIG, DualAttentionModel
+from reprobench.models.dcal.pwca import PairwiseCrossAttention
+from reprobench.models.dcal.rollout import (attention_rollout_full, random_attentions, rollout_cls_optimized,
                                       rollout_cls_reference)
-from impl.models.dcal.rollout_cache import (TRANSFORMS, ExactRolloutCache, StatsHashRolloutCache, agrees,
+from reprobench.models.dcal.rollout_cache import (TRANSFORMS, ExactRolloutCache, StatsHashRolloutCache, agrees,
                                             cached_vs_recomputed, derived_pair)
-from impl.models.dcal.uncertainty_loss import UncertaintyWeightedLoss
-from impl.models.dcal.vit import init_vit_
-from impl.registry import make_generator
+from reprobench.models.dcal.uncertainty_loss import UncertaintyWeightedLoss
+from reprobench.models.dcal.vit import init_vit_
+from reprobench.registry import make_generator
 
 F64 = torch.float64
 shapes = st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 12))  # L, B, H, N

@@ -9,11 +9,11 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from impl.attention.dynamic_weighting import (Attention, pairwise_covariance, pairwise_terms_reference,
+from reprobench.attention.dynamic_weighting import (Attention, pairwise_covariance, pairwise_terms_reference,
                                               pairwise_variance)
-from impl.registry import make_generator
-from impl.regularizers.covariance import covariance_component_torch
-from impl.regularizers.variance import variance_component_torch
+from reprobench.registry import make_generator
+from reprobench.regularizers.covariance import covariance_component_torch
+from reprobench.regularizers.variance import variance_component_torch
 
 F64 = torch.float64
 seeds = st.integers(0, 2**31 - 1)
@@ -137,7 +137,7 @@ def test_other_errors_are_not_swallowed(monkeypatch):
 
 
 def test_chunk_rows_follow_the_memory_budget():
-    from impl.measure import peak_tensor_bytes
+    from reprobench.measure import peak_tensor_bytes
 
     _, layer = layer_pair(0, dim=32, heads=2, dim_head=16)
     x = tokens(0, 1, 64, 32)
@@ -149,7 +149,7 @@ def test_chunk_rows_follow_the_memory_budget():
 
 
 def test_optimized_layer_lighter_than_reference():
-    from impl.measure import peak_tensor_bytes
+    from reprobench.measure import peak_tensor_bytes
 
     reference, optimized = layer_pair(0, dim=32, heads=2, dim_head=16)
     x = tokens(0, 1, 32, 32)

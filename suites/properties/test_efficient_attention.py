@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
-from impl.attention.base import explicit_attention
-from impl.attention.blocks import HierarchicalAttentionBlock, LinearAttentionBlock, get_attention
-from impl.attention.cross_memory import CrossMemoryAttention
-from impl.attention.local_global import LocalGlobalAttention, local_global_mask, local_global_sdpa
-from impl.attention.mamba import MambaLayer, chunked_scan, sequential_scan
-from impl.attention.performer import PerformerAttention, draw_features, favor_linear
-from impl.measure import fake_peak_tensor_bytes
-from impl.registry import make_generator
+from reprobench.attention.base import explicit_attention
+from reprobench.attention.blocks import HierarchicalAttentionBlock, LinearAttentionBlock, get_attention
+from reprobench.attention.cross_memory import CrossMemoryAttention
+from reprobench.attention.local_global import LocalGlobalAttention, local_global_mask, local_global_sdpa
+from reprobench.attention.mamba import MambaLayer, chunked_scan, sequential_scan
+from reprobench.attention.performer import PerformerAttention, draw_features, favor_linear
+from reprobench.measure import fake_peak_tensor_bytes
+from reprobench.registry import make_generator
 
 F64 = torch.float64
 

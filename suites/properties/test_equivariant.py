@@ -17,11 +17,11 @@ import pytest
 import torch
 from hypothesis import find, given, settings, strategies as st
 
-from impl.equivariant.equivariant_conv import EquivariantBlock, EquivariantConv2d, act_on_features, rotate
-from impl.equivariant.homotopy import PlainCNN, homotopy_distance, homotopy_distance_reference, orbit_homotopy_distance
-from impl.equivariant.shared_encoder import AdapterLearner, EquivariantNet, FreshMorphism, IndividualMorphismWrapper
-from impl.equivariant.sparse_attention import SparseAttention
-from impl.registry import make_generator
+from reprobench.equivariant.equivariant_conv import EquivariantBlock, EquivariantConv2d, act_on_features, rotate
+from reprobench.equivariant.homotopy import PlainCNN, homotopy_distance, homotopy_distance_reference, orbit_homotopy_distance
+from reprobench.equivariant.shared_encoder import AdapterLearner, EquivariantNet, FreshMorphism, IndividualMorphismWrapper
+from reprobench.equivariant.sparse_attention import SparseAttention
+from reprobench.registry import make_generator
 
 F64 = torch.float64
 seeds = st.integers(0, 2**16)

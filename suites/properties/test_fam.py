@@ -9,14 +9,14 @@ import pytest
 import torch
 from hypothesis import example, given, strategies as st
 
-from impl.measure import count_host_syncs
-from impl.optim.fam import FAM, document_momentum
-from impl.optim.fam_corrected import CorrectedFAM, CorrectedFAMOptimizer, corrected_add_handlers, \
+from reprobench.measure import count_host_syncs
+from reprobench.optim.fam import FAM, document_momentum
+from reprobench.optim.fam_corrected import CorrectedFAM, CorrectedFAMOptimizer, corrected_add_handlers, \
     corrected_band_ranges, corrected_momentum
-from impl.optim.fam_handlers import HANDLER_NAMES, band_matrix, band_ranges, document_handlers
-from impl.optim.fam_reference import FAMOptimizer, SparseGradientError, add_handlers_to_groups
-from impl.optim.fam_schedulers import FAMScheduler, FAMScheduler2, reference_lrs, warmup_cosine
-from impl.optim.simple_fam import SimpleFAM, SimpleFAMFast
+from reprobench.optim.fam_handlers import HANDLER_NAMES, band_matrix, band_ranges, document_handlers
+from reprobench.optim.fam_reference import FAMOptimizer, SparseGradientError, add_handlers_to_groups
+from reprobench.optim.fam_schedulers import FAMScheduler, FAMScheduler2, reference_lrs, warmup_cosine
+from reprobench.optim.simple_fam import SimpleFAM, SimpleFAMFast
 
 PAIRS = [(FAMOptimizer, FAM), (CorrectedFAMOptimizer, CorrectedFAM)]
 SHAPES = st.sampled_from([(0,), (7,), (50,), (12, 9), (3, 4, 5), (130, 90), (10020,), (8, 4, 3, 3)])

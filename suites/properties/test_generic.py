@@ -11,8 +11,8 @@ import functools
 import pytest
 import torch
 
-from impl.measure import count_host_syncs
-from impl.registry import GENERIC_TESTS, get, list_components
+from reprobench.measure import count_host_syncs
+from reprobench.registry import GENERIC_TESTS, get, list_components
 from suites.properties.checks import (as_tuple, assert_gradients_match, assert_matches_reference, build,
                                       case_message)
 

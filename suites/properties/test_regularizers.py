@@ -6,11 +6,11 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from impl.registry import make_generator
-from impl.regularizers.covariance import (covariance_component_torch, covariance_regularization,
+from reprobench.registry import make_generator
+from reprobench.regularizers.covariance import (covariance_component_torch, covariance_regularization,
                                           covariance_regularization_numpy)
-from impl.regularizers.invariance import cosine_distance, invariance, invariance_numpy, invariance_reference
-from impl.regularizers.variance import (variance_component_torch, variance_regularization,
+from reprobench.regularizers.invariance import cosine_distance, invariance, invariance_numpy, invariance_reference
+from reprobench.regularizers.variance import (variance_component_torch, variance_regularization,
                                         variance_regularization_multi_dim_numpy)
 
 F64 = torch.float64
@@ -139,7 +139,7 @@ def test_covariance_single_sample_and_constant_column_defined():
 
 
 def test_covariance_gram_path_never_builds_dims_squared():
-    from impl.measure import peak_tensor_bytes
+    from reprobench.measure import peak_tensor_bytes
 
     E = torch.randn(16, 512)
     reference = peak_tensor_bytes(lambda: covariance_component_torch(E)).peak_bytes

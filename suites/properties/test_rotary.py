@@ -14,15 +14,15 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from impl.registry import make_generator
-from impl.rotary.common import doc_quaternion_fast, rodrigues, textbook_rope_float64
-from impl.rotary.compact_rotation import DocumentCompactRotation, FastCompactRotation
-from impl.rotary.document import RotaryEmbedding
-from impl.rotary.givens import DocumentGivens, FastGivens
-from impl.rotary.projection import DocumentProjection
-from impl.rotary.projection_corrected import FastSubspaceRotation, SubspaceRotation
-from impl.rotary.quaternion_corrected import sandwich_rotation
-from impl.rotary.rotary_embedding import DocumentRoPE, FastRoPE
+from reprobench.registry import make_generator
+from reprobench.rotary.common import doc_quaternion_fast, rodrigues, textbook_rope_float64
+from reprobench.rotary.compact_rotation import DocumentCompactRotation, FastCompactRotation
+from reprobench.rotary.document import RotaryEmbedding
+from reprobench.rotary.givens import DocumentGivens, FastGivens
+from reprobench.rotary.projection import DocumentProjection
+from reprobench.rotary.projection_corrected import FastSubspaceRotation, SubspaceRotation
+from reprobench.rotary.quaternion_corrected import sandwich_rotation
+from reprobench.rotary.rotary_embedding import DocumentRoPE, FastRoPE
 
 F64 = torch.float64
 angles = st.floats(min_value=-7.0, max_value=7.0, allow_nan=False)
@@ -216,7 +216,7 @@ def test_corrected_projection_is_an_invertible_rotation(seed, proj_dim, dparam):
 
 @pytest.mark.parametrize("factory", [lambda: FastRoPE(16, num_freqs=8), lambda: FastGivens(16, rot_count=8)])
 def test_optimized_rotations_make_no_host_syncs(factory):
-    from impl.measure import count_host_syncs
+    from reprobench.measure import count_host_syncs
 
     module = factory()
     t = torch.randn(1, 2, 8, 16, generator=make_generator(0))

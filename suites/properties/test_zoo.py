@@ -9,15 +9,15 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from impl.attention.base import explicit_attention
-from impl.attention.zoo.adaptive_span import AdaptiveSpan
-from impl.attention.zoo.base_attention import calculate_attention
-from impl.attention.zoo.integrated import IntegratedAttention
-from impl.attention.zoo.myelinated import MyelinatedLayer
-from impl.attention.zoo.refiner import RefinerRun, span_environment
-from impl.attention.zoo.relative_force import RelativeForce
-from impl.measure import peak_tensor_bytes
-from impl.registry import make_generator
+from reprobench.attention.base import explicit_attention
+from reprobench.attention.zoo.adaptive_span import AdaptiveSpan
+from reprobench.attention.zoo.base_attention import calculate_attention
+from reprobench.attention.zoo.integrated import IntegratedAttention
+from reprobench.attention.zoo.myelinated import MyelinatedLayer
+from reprobench.attention.zoo.refiner import RefinerRun, span_environment
+from reprobench.attention.zoo.relative_force import RelativeForce
+from reprobench.measure import peak_tensor_bytes
+from reprobench.registry import make_generator
 
 D64 = torch.float64
 

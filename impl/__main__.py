@@ -1,5 +1,0 @@
-import sys
-
-from impl.cli import main
-
-sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from reprobench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,124 @@
+"""Experiments and verdict rules.
+
+An experiment is a function ``(ctx: RunContext) -> Outcome`` registered for one claim ID with
+``@experiment("EFF-01")``. It measures; the verdict inside the Outcome must come from one of the
+rule helpers below (or an explicit comparison written next to the stated rule), never typed in.
+Experiment modules live in impl/reprobench/claims/experiments/, one per family, and are discovered on load,
+so family work never edits a central list.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+VERDICTS = ("holds", "fails", "partial", "not-checkable-here", "not-implemented", "error")
+
+
+@dataclass
+class RunContext:
+    """What every experiment receives."""
+
+    quick: bool  # smoke run: smaller sizes, fewer repeats; verdict rules stay the same
+    device: torch.device  # where to measure
+    figures_dir: Path  # write figures here (the report writer moves them into place atomically)
+    seed: int = 0  # base seed for every torch.Generator the experiment makes
+
+    def figure_path(self, name: str) -> Path:
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        return self.figures_dir / name
+
+
+@dataclass
+class Outcome:
+    verdict: str  # one of VERDICTS, computed by a rule
+    claimed: str  # what the document says, in its own numbers
+    measured: dict  # name -> number (or short string for units-free labels)
+    rule: str  # the stated rule that turns `measured` into the verdict
+    evidence: str  # one or two sentences: what was run, on what, and what came out
+    figures: list[str] = field(default_factory=list)  # file names inside figures_dir
+    deviations: list[str] = field(default_factory=list)  # where our reference departs from the document
+
+    def __post_init__(self):
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"Outcome.verdict={self.verdict!r}; expected one of {VERDICTS}")
+        for key, value in self.measured.items():
+            if isinstance(value, torch.Tensor):
+                raise TypeError(f"Outcome.measured[{key!r}] is a tensor; convert to a Python number")
+
+
+# --- rules: each returns a verdict from measured numbers -------------------------------------------
+
+def verdict_if(condition: bool) -> str:
+    return "holds" if condition else "fails"
+
+
+def at_least(measured: float, claimed: float, fraction: float = 0.8) -> str:
+    """holds if measured >= fraction * claimed (e.g. a speedup of at least 80% of the claimed one)."""
+    return verdict_if(measured >= fraction * claimed)
+
+
+def within_factor(measured: float, claimed: float, factor: float = 2.0) -> str:
+    """holds if measured lies within [claimed / factor, claimed * factor] (for '~X' claims)."""
+    if claimed <= 0 or measured <= 0:
+        return "fails"
+    return verdict_if(claimed / factor <= measured <= claimed * factor)
+
+
+def exponent_matches(measured: float, claimed: float, tolerance: float = 0.15) -> str:
+    """holds if a fitted log-log exponent is within `tolerance` of the claimed one."""
+    return verdict_if(abs(measured - claimed) <= tolerance)
+
+
+def combine(*verdicts: str) -> str:
+    """All parts hold -> holds; none hold -> fails; a mix -> partial."""
+    checked = [v for v in verdicts if v in ("holds", "fails", "partial")]
+    if not checked:
+        return "not-checkable-here"
+    if all(v == "holds" for v in checked):
+        return "holds"
+    if all(v == "fails" for v in checked):
+        return "fails"
+    return "partial"
+
+
+# --- discovery -------------------------------------------------------------------------------------
+
+_EXPERIMENTS: dict[str, Callable[[RunContext], Outcome]] = {}
+
+
+def experiment(claim_id: str):
+    """Register ``fn`` as the experiment for ``claim_id`` (an ID of CLAIMS.md)."""
+    from reprobench.claims.ledger import CLAIM_TEXTS
+
+    if claim_id not in CLAIM_TEXTS:
+        raise ValueError(f"experiment({claim_id!r}): not a claim ID of CLAIMS.md")
+
+    def decorate(fn: Callable[[RunContext], Outcome]) -> Callable[[RunContext], Outcome]:
+        if claim_id in _EXPERIMENTS and _EXPERIMENTS[claim_id] is not fn:
+            raise ValueError(f"claim {claim_id} has two experiments")
+        _EXPERIMENTS[claim_id] = fn
+        return fn
+
+    return decorate
+
+
+def load_experiments() -> dict[str, Callable[[RunContext], Outcome]]:
+    package = importlib.import_module("reprobench.claims.experiments")
+    # Any depth: a family may keep its experiments in a subpackage, one module per claim or group of claims.
+    for info in pkgutil.walk_packages(package.__path__, prefix="reprobench.claims.experiments."):
+        importlib.import_module(info.name)
+    return dict(_EXPERIMENTS)
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, imported when a figure is drawn (loading the
+    experiments stays cheap, and verify runs on machines without a display)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt

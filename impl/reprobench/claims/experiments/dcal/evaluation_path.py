@@ -1,0 +1,56 @@
+"""DCAL-11: evaluation runs SA + GLCA only, and GLCA keeps the rollout's top queries."""
+from __future__ import annotations
+
+import torch
+
+from reprobench.claims.experiment import Outcome, RunContext, experiment, verdict_if
+from reprobench.claims.experiments.dcal._common import MINI, _images, _model
+from reprobench.measure import count_flops
+from reprobench.registry import make_generator
+
+
+@experiment("DCAL-11")
+def evaluation_path(ctx: RunContext) -> Outcome:
+    from reprobench.models.dcal.glca import num_selected
+    from reprobench.models.dcal.rollout import rollout_cls_optimized
+
+    side = 112 if ctx.quick else 224
+    config = dict(backbone_name=MINI, num_classes=200, img_size=side, top_k_ratio=0.1, depth=2)
+    model = _model(ctx, **config)
+    x, y = _images(ctx, 1, side, 0), _images(ctx, 1, side, 1)
+    with torch.no_grad():
+        model.eval()
+        eval_keys = sorted(model(x, y))
+        eval_flops_pair = count_flops(lambda: model(x, y))
+        eval_flops_single = count_flops(lambda: model(x))
+        model.train()
+        train_keys = sorted(model(x, y))
+        train_flops_pair = count_flops(lambda: model(x, y))
+        model.eval()
+    # Query selection at the document's size: N = 785 -> R of the 784 patches.
+    n = 785
+    r = num_selected(n, 0.1)
+    maps = torch.rand(2, 1, 2, n, n, generator=make_generator(ctx.seed)).softmax(-1)
+    row = rollout_cls_optimized(maps)
+    from reprobench.models.dcal.glca import select_queries
+
+    index = select_queries(row, 0.1)
+    top = set(row[0, 1:].topk(r).indices.add(1).tolist())
+    selection_ok = set(index[0, 1:].tolist()) == top and index[0, 0].item() == 0
+    ok = (eval_keys == ["glca_logits", "sa_logits"] and eval_flops_pair == eval_flops_single
+          and "pwca_logits" in train_keys and train_flops_pair > eval_flops_pair and selection_ok)
+    return Outcome(
+        verdict=verdict_if(ok),
+        claimed="Evaluation runs SA + GLCA only (PWCA is training-only); GLCA keeps the top top_k_ratio (0.1) of queries by rollout",
+        measured={"eval_outputs": ",".join(eval_keys), "train_outputs": ",".join(train_keys),
+                  "eval_flops_with_pair": eval_flops_pair, "eval_flops_without_pair": eval_flops_single,
+                  "train_flops_with_pair": train_flops_pair, "queries_kept_N785": r,
+                  "fraction_kept_N785": r / (n - 1), "selection_is_topk": selection_ok},
+        rule="holds if eval returns only sa/glca logits with identical FLOPs whether or not a pair is passed, training "
+             "adds PWCA, and GLCA keeps CLS + the top ⌈0.1·(N−1)⌉ patches of the rollout's CLS row",
+        evidence=(f"{MINI} (2 blocks, {side}×{side}): eval FLOPs {eval_flops_pair:,} with or without a paired image, "
+                  f"training {train_flops_pair:,} (PWCA runs). At N=785 GLCA keeps CLS + {r} of 784 patches "
+                  f"({r / (n - 1):.1%}), exactly the top-{r} of the rollout row."),
+        deviations=["GLCA classifies from the mean of its 1 + R output tokens, not the CLS output alone: with one GLCA "
+                    "block the CLS query attends to all keys, so a CLS-only head would ignore the selection."],
+    )

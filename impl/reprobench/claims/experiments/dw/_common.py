@@ -1,0 +1,22 @@
+"""Helpers shared by the DW experiments: float64 and MiB constants, relative difference, and the
+seeded dynamic-weighting layer of DW-05 / DW-06."""
+from __future__ import annotations
+
+import torch
+
+from reprobench.attention.dynamic_weighting import Attention
+from reprobench.registry import make_generator
+
+F64 = torch.float64
+MiB = 1024 ** 2
+
+
+def _rel(a, b) -> float:
+    a, b = float(a), float(b)
+    return abs(a - b) / max(abs(a), abs(b), 1e-300)
+
+
+def _layer(seed, dtype=torch.float32, **config):
+    defaults = dict(dim=64, heads=8, dim_head=8, variant="cosine", dynamic_weight=True)
+    defaults.update(config)
+    return Attention(**defaults).reset_parameters(make_generator(seed)).to(dtype).eval()

@@ -1,0 +1,50 @@
+"""FAM-04: the debug mode's JSON dumps of band/alpha history."""
+from __future__ import annotations
+
+import json
+import tempfile
+
+import torch
+
+from reprobench.claims.experiment import Outcome, RunContext, combine, experiment, verdict_if
+from reprobench.claims.experiments.fam._common import DEVIATIONS
+from reprobench.registry import make_generator
+
+
+@experiment("FAM-04")
+def debug_dumps(ctx: RunContext) -> Outcome:
+    from reprobench.optim.fam_reference import FAMOptimizer
+
+    g = make_generator(ctx.seed)
+    steps, interval = 400, 50
+    p = torch.zeros(300, requires_grad=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        opt = FAMOptimizer([p], lr=0.01, fam_start_step=0, min_size=64, debug=True, debug_dir=tmp,
+                           debug_interval=interval, generator=make_generator(ctx.seed))
+        dumps = []
+        for t in range(steps):
+            p.grad = torch.randn(300, generator=g)
+            opt.step()
+            with open(opt.debug_file) as f:
+                recorded = json.load(f)
+            dumps.append(len(recorded["steps_recorded"]))
+        opt.debug = False  # no final dump from __del__ after the directory is gone
+    history = recorded["parameters"]["param_0"]["steps"]
+    expected = list(range(10, steps + 1, 10))
+    dump_steps = recorded["steps_recorded"]
+    dumps_ok = dump_steps == list(range(interval, steps + 1, interval))
+    complete = history == expected
+    return Outcome(
+        verdict=combine(verdict_if(dumps_ok), verdict_if(complete)),
+        claimed="debug mode writes band/alpha history to JSON every debug_interval steps",
+        measured={"steps": steps, "debug_interval": interval, "dumps": len(dump_steps),
+                  "history_records_expected": len(expected), "history_records_written": len(history),
+                  "last_recorded_step": history[-1] if history else 0},
+        rule="two parts combined: a dump at every multiple of debug_interval; every 10th-step record (band values, "
+             "alpha) reaches the JSON file",
+        evidence=f"Reference FAMOptimizer(debug=True, debug_interval={interval}) for {steps} steps on a 300-element "
+                 f"tensor: {len(dump_steps)} dumps at the right steps, but only {len(history)}/{len(expected)} history "
+                 f"records reach the file (last step {history[-1] if history else 0}): after each dump the in-memory "
+                 f"lists are cut to 10 entries while the file's length is used as the offset, so from the 4th dump on "
+                 f"nothing new is written.",
+        deviations=DEVIATIONS)

@@ -1,0 +1,49 @@
+"""ZOO-05: does the Refiner's Q-learning reach the optimal span policy on a toy task?"""
+from __future__ import annotations
+
+import torch
+
+from reprobench.claims.experiment import Outcome, RunContext, experiment, verdict_if
+from reprobench.measure import compare_interleaved
+from reprobench.registry import make_generator
+
+
+@experiment("ZOO-05")
+def refiner_converges(ctx: RunContext) -> Outcome:
+    from reprobench.attention.zoo.refiner import RefinerRun, span_environment
+
+    states, target, learners = 7, 4, 16
+    steps = 1500 if ctx.quick else 3000
+    config = dict(states=states, actions=3, alpha=0.3, gamma=0.9, epsilon=0.2, episode_len=10)
+    rewards, next_state, optimal = span_environment(states, target)
+    uniforms = torch.rand(learners, steps, 3, generator=make_generator(ctx.seed), dtype=torch.float64)
+    opt = RefinerRun(**config, path="optimized")
+    ref = RefinerRun(**config, path="reference")
+    q = opt(rewards, next_state, uniforms)
+    q_ref = ref(rewards, next_state, uniforms[:2])
+    converged = (q.argmax(-1) == optimal).all(-1)
+    checkpoints = [s for s in (250, 500, 1000, 1500, 2000, 3000) if s <= steps]
+    first = {}
+    for s in checkpoints:
+        first[s] = float((opt(rewards, next_state, uniforms[:, :s]).argmax(-1) == optimal).all(-1).double().mean())
+    cmp = compare_interleaved(lambda: ref(rewards, next_state, uniforms[:, :200]),
+                              lambda: opt(rewards, next_state, uniforms[:, :200]), rounds=1, min_run_time=0.05)
+    measured = {"states": states, "actions": 3, "learners": learners, "steps": steps, **config,
+                "fraction_learners_optimal": float(converged.double().mean()),
+                "max_abs_diff_optimized_vs_reference": float((q[:2] - q_ref).abs().max()),
+                "speedup_batched_vs_dict_200_steps": cmp.speedup}
+    measured.update({f"fraction_optimal_after_{s}_steps": v for s, v in first.items()})
+    return Outcome(
+        verdict=verdict_if(measured["fraction_learners_optimal"] >= 0.9
+                           and measured["max_abs_diff_optimized_vs_reference"] == 0.0),
+        claimed="Q-learning to dynamically refine attention parameters, learning optimal attention spans through "
+                "exploration and exploitation",
+        measured=measured,
+        rule="holds if >= 90% of independent ε-greedy learners (fixed generator) end with the optimal greedy span "
+             "action in every state of the toy span task, and the batched implementation equals the dict reference "
+             "exactly",
+        evidence=f"{learners} Refiner learners, {steps} steps on a {states}-state span task (actions shrink/keep/grow, "
+                 f"reward -|span - {target}|/S): {100 * measured['fraction_learners_optimal']:.0f}% reach the optimal "
+                 f"policy.",
+        deviations=["The document gives only __init__ (states, actions, alpha, gamma, epsilon, R = {}); the update, "
+                    "ε-greedy choice and the toy environment are the textbook method (Watkins 1989)."])

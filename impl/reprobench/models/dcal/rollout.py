@@ -1,0 +1,162 @@
+"""Attention rollout for GLCA — DCAL-05 (cost), DCAL-11 (what GLCA needs from it).
+
+Source: "Dual Cross-Attention Model Optimizations" (001_128d0a2e45dbf7cd.txt), §2: rollout is
+"matrix multiplications across all layers: O(L × N³)", computed for every GLCA forward pass.
+
+Formula (Abnar & Zuidema 2020, as DCAL uses it): per layer l, fuse heads by their mean, add the
+residual and renormalise rows, Ā_l = rownorm((mean_h A_l + I) / 2); the rollout is the product
+R = Ā_L Ā_{L-1} … Ā_1, a row-stochastic (B, N, N) matrix.
+
+Reference: the full matrix product exactly as the common implementation writes it (start from the
+identity, `result = a @ result` per layer): L + 1 products of N × N matrices, O(L·N³).
+Optimized: GLCA only ever reads the CLS row of R (which patches the class token accumulates), and
+e₀ᵀR = (((e₀ᵀĀ_L) Ā_{L-1}) … Ā_1) is a chain of vector–matrix products, O(L·H·N²) — the same cost
+as reading the attention maps once. The residual and the row normalisation are folded into the vector:
+with Ā = mean_h A, row sums s = (rowsum(Ā) + 1) / 2 and w = r / s, r·rownorm((Ā + I)/2) = (wᵀĀ + w) / 2,
+so no N × N product is ever formed; the last layer contributes only its CLS row. What remains is
+one read of each layer's H maps for the head mean (one GEMV into a buffer reused across layers, so
+no per-layer page faults; the row sums and wᵀĀ then read Ā from cache) — memory-bound, so the
+speedup over the O(L·N³) product grows linearly with N.
+Both take the stacked maps (L, B, H, N, N) (or a list of L maps (B, H, N, N)) and return the CLS
+row (B, N); `attention_rollout_full` returns all of R for the properties (rows sum to 1, I ↦ I).
+"""
+from __future__ import annotations
+
+import torch
+
+from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, Tolerance, register
+
+
+def attention_layers(attentions) -> list[torch.Tensor]:
+    """Validate per-layer maps, given stacked (L, B, H, N, N) or as a list of L × (B, H, N, N), and
+    return them as a list of (B, H, N, N) views — without copying a list into one stacked tensor."""
+    if isinstance(attentions, (list, tuple)):
+        if len(attentions) == 0:
+            raise ValueError("attentions is empty: need at least one layer of shape [batch, heads, N, N]")
+        for i, a in enumerate(attentions):
+            if not isinstance(a, torch.Tensor) or a.dim() != 4:
+                raise ValueError(f"attentions[{i}] must be a tensor of shape [batch, heads, N, N], got "
+                                 f"{tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__}")
+        if len({(a.shape, a.dtype) for a in attentions}) != 1:
+            raise ValueError(f"attentions: every layer must have the same shape and dtype, got "
+                             f"{[tuple(a.shape) for a in attentions]}")
+        layers, shape = list(attentions), (len(attentions), *attentions[0].shape)
+    elif isinstance(attentions, torch.Tensor):
+        if attentions.dim() != 5:
+            raise ValueError(f"attentions must have shape [L, batch, heads, N, N] (rank 5), got {tuple(attentions.shape)}")
+        layers, shape = list(attentions.unbind(0)), tuple(attentions.shape)
+    else:
+        raise TypeError(f"attentions must be a tensor [L, batch, heads, N, N] or a list of [batch, heads, N, N], "
+                        f"got {type(attentions).__name__}")
+    if shape[-1] != shape[-2]:
+        raise ValueError(f"attentions must be square in the last two dims [.., N, N], got {shape}")
+    if min(shape) == 0:
+        raise ValueError(f"attentions has an empty dimension: {shape}")
+    if not layers[0].is_floating_point():
+        raise TypeError(f"attentions must be floating, got {layers[0].dtype}")
+    return layers
+
+
+def stack_attentions(attentions) -> torch.Tensor:
+    """Validated maps as one (L, B, H, N, N) tensor (the caches key and store that)."""
+    layers = attention_layers(attentions)
+    return attentions if isinstance(attentions, torch.Tensor) else torch.stack(layers)
+
+
+def attention_rollout_full(attentions) -> torch.Tensor:
+    """Reference: the full rollout matrix R (B, N, N), as the usual loop writes it. O(L·N³)."""
+    layers = attention_layers(attentions)
+    b, _, n, _ = layers[0].shape
+    eye = torch.eye(n, dtype=layers[0].dtype, device=layers[0].device)
+    result = eye.expand(b, n, n)
+    for attn in layers:  # layer 1 first, so the last layer ends up leftmost
+        fused = attn.mean(dim=1)  # (B, N, N) head fusion "mean"
+        a = (fused + eye) / 2  # residual connection
+        a = a / a.sum(dim=-1, keepdim=True)
+        result = a @ result
+    return result
+
+
+def rollout_cls_reference(attentions) -> torch.Tensor:
+    """CLS row of the full product: (B, N)."""
+    return attention_rollout_full(attentions)[:, 0]
+
+
+def rollout_cls_optimized(attentions) -> torch.Tensor:
+    """CLS row as a vector chain, e₀ᵀĀ_L … Ā_1 — O(L·H·N²), no N × N product. (B, N)."""
+    layers = attention_layers(attentions)
+    b, h, n, _ = layers[0].shape
+    # e₀ᵀĀ_L needs only the CLS row of the last layer: (mean_h A[0] + e₀) / (its sum + 1).
+    row = layers[-1][:, :, 0, :].mean(dim=1)  # (B, N)
+    row = torch.cat([row[:, :1] + 1, row[:, 1:]], dim=1)
+    row = (row / row.sum(dim=-1, keepdim=True)).unsqueeze(1)  # (B, 1, N)
+    # The head mean as one GEMV, (1/H, …, 1/H) @ maps viewed as (H, N·N): a single streaming read of the
+    # H maps. Its (B, N, N) result goes into ONE buffer reused by every layer: a fresh N × N allocation per
+    # layer is a fresh mmap whose page faults cost as much as the read itself (2× at N = 785 on CPU).
+    # `out=` has no autograd, so when gradients are wanted each layer allocates (same values).
+    mean_weights = layers[0].new_full((b, 1, h), 1.0 / h)
+    reuse = not (torch.is_grad_enabled() and any(a.requires_grad for a in layers))
+    mean = layers[0].new_empty(b, 1, n * n) if reuse and len(layers) > 1 else None
+    for layer in range(len(layers) - 2, -1, -1):  # a loop over layers (L ≈ 12), never over tokens
+        maps = layers[layer].reshape(b, h, n * n)
+        mean = torch.bmm(mean_weights, maps, out=mean) if reuse else torch.bmm(mean_weights, maps)
+        fused = mean.view(b, n, n)  # Ā, still in cache for the two reads below
+        # r·rownorm((Ā + I)/2) = wᵀĀ + w with w = r / (rowsum(Ā) + 1): one baddbmm, no N × N product.
+        w = row / (fused.sum(dim=-1).unsqueeze(1) + 1)
+        row = torch.baddbmm(w, w, fused)
+    return row.squeeze(1)
+
+
+def random_attentions(depth: int, batch: int, heads: int, n: int, *, dtype=torch.float32, device="cpu",
+                      generator: torch.Generator | None = None, sharpness: float = 2.0) -> torch.Tensor:
+    """Softmax-normalised random maps (L, B, H, N, N), rows summing to 1 like real attention."""
+    logits = torch.randn(depth, batch, heads, n, n, dtype=dtype, device=device, generator=generator)
+    return (sharpness * logits).softmax(dim=-1)
+
+
+def _sample_inputs(n, device, dtype, generator):
+    return [
+        SampleInput((random_attentions(3, 2, 2, n, dtype=dtype, device=device, generator=generator),), name="L3_B2_H2"),
+        SampleInput((random_attentions(1, 1, 3, n, dtype=dtype, device=device, generator=generator),), name="L1_B1_H3"),
+    ]
+
+
+def _bench_inputs(n, device, dtype, generator):
+    """DeiT-Small's maps: 12 layers, 6 heads, one image."""
+    return [SampleInput((random_attentions(12, 1, 6, n, dtype=dtype, device=device, generator=generator),),
+                        name="L12_B1_H6")]
+
+
+def _error_inputs(device, dtype, generator):
+    good = random_attentions(2, 1, 2, 5, dtype=dtype, device=device, generator=generator)
+    return [
+        ErrorInput(SampleInput((good[0],), name="rank4"), ValueError, r"attentions must have shape \[L, batch"),
+        ErrorInput(SampleInput((good[..., :4],), name="not_square"), ValueError, r"attentions must be square"),
+        ErrorInput(SampleInput(([good[0], good[1, :, :, :4, :4]],), name="layer_mismatch"), ValueError,
+                   r"every layer must have the same shape"),
+        ErrorInput(SampleInput(("maps",), name="not_tensor"), TypeError, r"attentions must be a tensor"),
+        ErrorInput(SampleInput(([],), name="no_layers"), ValueError, r"attentions is empty"),
+        ErrorInput(SampleInput((good.long(),), name="int_maps"), TypeError, r"attentions must be floating"),
+    ]
+
+
+def _build(config, device, dtype, generator):
+    return Implementations(reference=rollout_cls_reference, optimized=rollout_cls_optimized)
+
+
+register(ComponentSpec(
+    name="models.dcal_rollout",
+    claims=("DCAL-05", "DCAL-11"),
+    description="attention rollout CLS row: reference full L·N³ matrix product, optimized L·N² vector chain",
+    build=_build,
+    sample_inputs=_sample_inputs,
+    bench_inputs=_bench_inputs,
+    error_inputs=_error_inputs,
+    test_sizes=(1, 2, 7, 17),
+    bench_sizes=(197, 393, 785),
+    size_name="N",
+    tolerances={torch.float64: Tolerance(1e-10, 1e-8),
+                torch.float32: Tolerance(1e-6, 1e-4)},
+    time_exponent={"reference": 3.0, "optimized": 2.0},
+    memory_exponent={"reference": 2.0, "optimized": 2.0},
+))
