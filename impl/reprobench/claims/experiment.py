@@ -1,8 +1,10 @@
 """Experiments and verdict rules.
 
 An experiment is a function ``(ctx: RunContext) -> Outcome`` registered for one claim ID with
-``@experiment("EFF-01")``. It measures; the verdict inside the Outcome must come from one of the
-rule helpers below (or an explicit comparison written next to the stated rule), never typed in.
+``@experiment("EFF-01")``. It measures, and judges each quantity with ``decide`` from
+reprobench.measure.stats (an estimate with its interval against a threshold and a direction); the
+claim's verdict is derived from those decisions (`combine_outcomes`), never typed in. Only
+`not-checkable-here` (with the reason in the evidence) is given directly.
 Experiment modules live in impl/reprobench/claims/experiments/, one per family, and are discovered on load,
 so family work never edits a central list.
 """
@@ -16,7 +18,10 @@ from typing import Callable
 
 import torch
 
-VERDICTS = ("holds", "fails", "partial", "not-checkable-here", "not-implemented", "error")
+from reprobench.measure.stats import Decision, combine_outcomes
+
+VERDICTS = ("holds", "fails", "partial", "inconclusive", "not-checkable-here", "not-implemented", "not-run", "error")
+DECIDED_VERDICTS = ("holds", "fails", "partial", "inconclusive")  # what decisions can give
 
 
 @dataclass
@@ -27,28 +32,55 @@ class RunContext:
     device: torch.device  # where to measure
     figures_dir: Path  # write figures here (the report writer moves them into place atomically)
     seed: int = 0  # base seed for every torch.Generator the experiment makes
+    # Wall-clock budget of one sequentially sampled timed decision (stats.sample_ratio_until_decided):
+    # rounds are added while the interval straddles the rule, until this is spent.
+    decision_budget_s: float = 20.0
 
     def figure_path(self, name: str) -> Path:
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         return self.figures_dir / name
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Outcome:
-    verdict: str  # one of VERDICTS, computed by a rule
     claimed: str  # what the document says, in its own numbers
-    measured: dict  # name -> number (or short string for units-free labels)
-    rule: str  # the stated rule that turns `measured` into the verdict
+    measured: dict  # name -> number, bool, None (with a note) or a short units-free label; one JSON type per key
+    rule: str  # the stated rule: which quantity is primary, its threshold and direction, and why
     evidence: str  # one or two sentences: what was run, on what, and what came out
+    decisions: list[Decision] = field(default_factory=list)  # one per judged quantity (stats.decide)
+    # Derived from `decisions` when None; given directly only as "not-checkable-here".
+    verdict: str | None = None
+    headline: str | None = None  # quantity of the decision the summary shows; default: the first
     figures: list[str] = field(default_factory=list)  # file names inside figures_dir
     deviations: list[str] = field(default_factory=list)  # where our reference departs from the document
 
     def __post_init__(self):
-        if self.verdict not in VERDICTS:
+        if self.verdict is None:
+            if not self.decisions:
+                raise ValueError("Outcome: give decisions (stats.decide) to derive the verdict from")
+            self.verdict = combine_outcomes([d.outcome for d in self.decisions])
+        elif self.verdict not in VERDICTS:
             raise ValueError(f"Outcome.verdict={self.verdict!r}; expected one of {VERDICTS}")
+        elif self.decisions and self.verdict != "not-checkable-here":
+            raise ValueError(f"Outcome.verdict={self.verdict!r} given beside decisions: leave verdict=None and let "
+                             "the decisions give it (only 'not-checkable-here' is set directly)")
+        for decision in self.decisions:
+            if not isinstance(decision, Decision):
+                raise TypeError(f"Outcome.decisions holds a {type(decision).__name__}; use stats.decide(...)")
+        names = [d.quantity for d in self.decisions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Outcome.decisions: a quantity is judged twice in {names}")
+        if self.headline is not None and self.headline not in names:
+            raise ValueError(f"Outcome.headline={self.headline!r} is not one of the decided quantities {names}")
         for key, value in self.measured.items():
             if isinstance(value, torch.Tensor):
                 raise TypeError(f"Outcome.measured[{key!r}] is a tensor; convert to a Python number")
+
+    def headline_decision(self) -> Decision | None:
+        for decision in self.decisions:
+            if decision.quantity == (self.headline or decision.quantity):
+                return decision
+        return None
 
 
 # --- rules: each returns a verdict from measured numbers -------------------------------------------

@@ -99,3 +99,44 @@ def compare_interleaved(baseline: Callable[[], Any], candidate: Callable[[], Any
     timings = time_interleaved({"baseline": baseline, "candidate": candidate}, rounds=rounds, threads=threads,
                                min_run_time=min_run_time, device=device)
     return Comparison(baseline=timings["baseline"], candidate=timings["candidate"])
+
+
+def decide_speedup(baseline: Callable[[], Any], candidate: Callable[[], Any], *, quantity: str,
+                   at_least: float | None = None, at_most: float | None = None,
+                   between: tuple[float, float] | None = None, threads: int = DEFAULT_THREADS,
+                   min_run_time: float = 0.05, budget_s: float = 30.0, device: torch.device | str | None = None,
+                   confidence: float | None = None):
+    """Decide a speedup (baseline time / candidate time) under uncertainty: paired rounds, each one
+    blocked_autorange of the baseline then of the candidate, sampled until the interval clears the rule
+    or the budget is spent (stats.sample_ratio_until_decided). Returns (Decision, Comparison); the
+    decision notes any timing whose IQR exceeds 10% of its median."""
+    from reprobench.measure import stats
+
+    device = torch.device(device) if device is not None else None
+    blocks: dict[str, list[float]] = {"baseline": [], "candidate": []}
+    for fn in (baseline, candidate):  # warm both before the first measured round
+        fn()
+    _sync(device)
+
+    def one(fn: Callable[[], Any], key: str) -> float:
+        times = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads).blocked_autorange(
+            min_run_time=min_run_time).times
+        blocks[key].extend(times)
+        return statistics.median(times)
+
+    def measure_round() -> tuple[float, float]:
+        return one(baseline, "baseline"), one(candidate, "candidate")
+
+    decision, rounds = stats.sample_ratio_until_decided(
+        measure_round, quantity=quantity, at_least=at_least, at_most=at_most, between=between,
+        confidence=confidence if confidence is not None else stats.CONFIDENCE, budget_s=budget_s)
+
+    def summarise(key: str, index: int) -> Timing:
+        values = blocks[key]
+        q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+        return Timing(median_s=statistics.median(values), iqr_s=q[2] - q[0], samples=len(values), threads=threads,
+                      round_medians=tuple(r[index] for r in rounds))
+
+    comparison = Comparison(baseline=summarise("baseline", 0), candidate=summarise("candidate", 1))
+    decision = stats.flag_noisy(decision, {"baseline": comparison.baseline, "candidate": comparison.candidate})
+    return decision, comparison
