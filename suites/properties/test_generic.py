@@ -176,7 +176,7 @@ def test_every_component_declares_bad_inputs():
 
 # --- hypothesis: random sizes and seeds on top of the fixed grid ----------------------------------
 
-from hypothesis import given, strategies as st  # noqa: E402
+from hypothesis import example, given, strategies as st  # noqa: E402
 
 
 def _hypothesis_cases():
@@ -184,12 +184,20 @@ def _hypothesis_cases():
 
 
 @pytest.mark.parametrize("spec", _hypothesis_cases())
-@given(data=st.data())
-def test_matches_reference_random_cases(spec, data):
-    """Reference == optimized in float64 for sizes and seeds hypothesis picks (up to the largest test size)."""
+@given(size_offset=st.integers(0, 1023), seed=st.integers(0, 2**31 - 1))
+# Found by the thorough profile (issue 14): at grid=1 ReLU maps two examples to identical pooled
+# features, their attention scores tie at the k-th largest, and the documented top-k mask keeps
+# both; the chunked top-k twin kept only k.
+@example(size_offset=0, seed=600)
+def test_matches_reference_random_cases(spec, size_offset, seed):
+    """Reference == optimized in float64 for sizes and seeds hypothesis picks (up to the largest test size).
+
+    The size is the smallest test size plus ``size_offset`` (wrapped into the size range), so one
+    pinned ``@example`` is valid for every component and shrinking moves towards the smallest size.
+    """
     dtype = torch.float64 if torch.float64 in spec.dtypes else spec.dtypes[0]
-    size = data.draw(st.integers(min(spec.test_sizes), max(spec.test_sizes)), label="size")
-    seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
+    low, high = min(spec.test_sizes), max(spec.test_sizes)
+    size = low + size_offset % (high - low + 1)
     impls, generator = build(spec, dtype, seed)
     for sample in _samples(spec, "cpu", dtype, size, generator):
         assert_matches_reference(spec, impls, sample, dtype,

@@ -13,16 +13,17 @@ The documented forward, which the reference follows line by line:
 
 Deviations (smallest changes that let it run): ``torch.topk`` returns (values, indices), so the
 threshold is ``topk(scores, k).values[..., -1:]``; softmax is over the key axis. With ties at the
-threshold the documented mask keeps more than k keys; for continuous inputs ties have probability 0.
+threshold the documented mask keeps every tied key, more than k. Ties do occur: ReLU features map
+distinct examples to identical rows (the shared encoder at grid 1, issue 14), so both twins keep them.
 ``k_neighbors > N`` makes ``torch.topk`` fail inside torch; we raise a ValueError naming both.
 
 Complexity. The documented forward forms the full N × N score matrix, runs top-k on it and a dense
 N × N softmax and matmul: O(N²·D) time and O(N²) memory. Only the attention that *survives* is
-O(N·k). The optimized path is exact (same values, same gradients) but never holds more than
-``chunk_size`` × N scores: per block of queries it scores all keys, keeps the top-k (values,
-indices), softmaxes the k values and gathers k value rows, so memory is O(chunk·N + N·k·D) and the
-value aggregation O(N·k·D). Finding the k nearest neighbours exactly still needs every score, so
-time stays O(N²·D) — measured in EQ-06. Inputs may carry leading batch dims: (..., N, D).
+O(N·k). The optimized path is exact (same values, same gradients, ties included) but never holds
+more than ``chunk_size`` × N scores: per block of queries it scores all keys, finds the k-th largest
+score and softmaxes over the keys at or above it, so memory is O(chunk·N). Gathering exactly k value
+rows instead would drop keys tied at the threshold. Finding the k nearest neighbours exactly still
+needs every score, so time stays O(N²·D) — measured in EQ-06. Inputs may carry leading batch dims.
 """
 from __future__ import annotations
 
@@ -96,12 +97,10 @@ class SparseAttention(nn.Module):
         outs = []
         for start in range(0, q.shape[-2], self.chunk_size):  # blocks of queries, never single tokens
             scores = q[..., start:start + self.chunk_size, :] @ k.transpose(-2, -1) * self.scale  # (..., c, N)
-            top, idx = torch.topk(scores, self.k_neighbors, dim=-1)  # (..., c, k)
-            weights = torch.softmax(top, dim=-1)
-            # gather the k value rows of every query: (..., c, k, D)
-            picked = torch.gather(v.unsqueeze(-3).expand(*idx.shape[:-1], *v.shape[-2:]), -2,
-                                  idx.unsqueeze(-1).expand(*idx.shape, v.shape[-1]))
-            outs.append((weights.unsqueeze(-1) * picked).sum(-2))
+            threshold = torch.topk(scores, self.k_neighbors, dim=-1).values[..., -1:]  # (..., c, 1)
+            # every key at or above the threshold, as the documented mask: ties keep more than k
+            weights = torch.softmax(scores.masked_fill(scores < threshold, float("-inf")), dim=-1)
+            outs.append(weights @ v)
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-2)
 
     def attention_probs(self, example_features: torch.Tensor):
