@@ -7,8 +7,8 @@ O(n·num_features). Method: Choromanski et al., "Rethinking Attention with Perfo
 Feature maps φ: (B, H, n, d) -> (B, H, n, r), with ω the (r, d) random projection (a buffer, so it
 is in the state_dict and both twins use the same draw):
   * 'softmax' (default, FAVOR+): x' = x / d^¼, φ(x) = r^-½ · (exp(x'ωᵀ - |x'|²/2 - s) + ε), so that
-    E[φ(q)·φ(k)] ∝ exp(q·k/√d). ω has blocks of orthogonal rows (QR of Gaussian d × d matrices)
-    rescaled by the norms of Gaussian rows, as in the paper. Numerically stabilised as in the paper's
+    E[φ(q)·φ(k)] ∝ exp(q·k/√d). ω has blocks of orthogonal rows (Haar-random: sign-corrected QR of
+    Gaussian d × d matrices) rescaled by the norms of Gaussian rows, as in the paper. Numerically stabilised as in the paper's
     code (and performer-pytorch): s is the max of x'ωᵀ over the features (queries) or over all keys and
     features of a head (keys), so every exponent is <= 0; s cancels in the normalisation.
     ε = 1e-4 as in that code keeps the denominator positive when exp underflows. (Subtracting the max
@@ -44,17 +44,26 @@ RELU_EPS = 1e-3  # keeps the relu kernel's normaliser positive
 
 def draw_features(num_features: int, head_dim: int, generator: torch.Generator, orthogonal: bool = True,
                   dtype=torch.float64) -> torch.Tensor:
-    """(r, d) projection ω: Gaussian rows, or blocks of orthogonal rows with Gaussian-row norms."""
+    """(r, d) projection ω whose every row is marginally N(0, I_d): FAVOR+ is unbiased only then.
+
+    i.i.d.: Gaussian rows. Orthogonal (the paper's ORFs, Sec. 2.4, after Yu et al. 2016): blocks of d exactly
+    orthogonal directions, each block the Gram–Schmidt orthogonalisation of a Gaussian matrix, i.e. a Haar-random
+    orthogonal matrix, and each row rescaled by an independent χ(d) length (the norm of an independent Gaussian
+    row), so a row is distributed as a Gaussian row while the rows of a block are orthogonal. Householder QR
+    (LAPACK) equals Gram–Schmidt only up to the signs of R's diagonal; without fixing them Q is not Haar and row i
+    of a block leans toward -e_i, which biases every kernel estimate (issue 14). Multiplying Q's columns by
+    sign(diag R) is Gram–Schmidt's Q (Mezzadri 2007). Drawn in float64 and cast once, so a float64 ω is exact.
+    """
     gaussian = torch.randn(num_features, head_dim, generator=generator, dtype=torch.float64)
     if not orthogonal:
         return gaussian.to(dtype)
-    blocks = []
-    for start in range(0, num_features, head_dim):  # a few d × d QRs at init, never in forward
-        square = torch.randn(head_dim, head_dim, generator=generator, dtype=torch.float64)
-        q, _ = torch.linalg.qr(square)
-        blocks.append(q.T[: min(head_dim, num_features - start)])
-    norms = gaussian.norm(dim=1, keepdim=True)  # chi(d)-distributed row lengths, as for i.i.d. rows
-    return (torch.cat(blocks) * norms).to(dtype)
+    num_blocks = -(-num_features // head_dim)  # the last block is cut to the rows still needed
+    squares = torch.randn(num_blocks, head_dim, head_dim, generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(squares)  # batched: a few small QRs at init, never in forward
+    haar = q * r.diagonal(dim1=-2, dim2=-1).sign().unsqueeze(-2)  # column j times sign(R_jj)
+    directions = haar.transpose(-2, -1).reshape(-1, head_dim)[:num_features]  # the rows of each block
+    lengths = gaussian.norm(dim=1, keepdim=True)  # χ(d), independent of the directions
+    return (directions * lengths).to(dtype)
 
 
 def feature_map(x: torch.Tensor, omega: torch.Tensor, kernel: str, is_query: bool) -> torch.Tensor:
@@ -124,6 +133,7 @@ class PerformerAttention(SelfAttentionLayer):
         self.omega.copy_(omega.to(self.omega))
 
     def reset_parameters(self, generator: torch.Generator) -> "PerformerAttention":
+        """Draws every parameter and ω in the module's current dtype: move first, then reset."""
         super().reset_parameters(generator)
         with torch.no_grad():
             self.redraw_features(generator)
@@ -146,7 +156,11 @@ class PerformerAttention(SelfAttentionLayer):
 
 
 def _build(config, device, dtype, generator):
-    return build_module_pair(PerformerAttention, config, device, dtype, generator)
+    # Moved to the dtype before reset_parameters, so a float64 build draws its weights and ω in float64
+    # (reset, then cast, would give float32 values: a float64 build would be no float64 oracle).
+    def make(**kwargs):
+        return PerformerAttention(**kwargs).to(device=device, dtype=dtype)
+    return build_module_pair(make, config, device, dtype, generator)
 
 
 def _samples(n, device, dtype, generator):
