@@ -21,6 +21,7 @@ from reprobench.attention.local_global import LocalGlobalAttention, local_global
 from reprobench.attention.mamba import MambaLayer, chunked_scan, sequential_scan
 from reprobench.attention.performer import PerformerAttention, draw_features, favor_linear
 from reprobench.measure import fake_peak_tensor_bytes
+from reprobench import registry
 from reprobench.registry import make_generator
 
 F64 = torch.float64
@@ -175,17 +176,63 @@ def test_performer_redraw_is_driven_by_the_generator():
 
 # --- Mamba ---------------------------------------------------------------------------------------
 
+def _scan_inputs(L, seed, D=6, N=4):
+    g = make_generator(seed)
+    x, delta = torch.randn(2, L, D, generator=g, dtype=F64), torch.rand(2, L, D, generator=g, dtype=F64)
+    A = -torch.rand(D, N, generator=g, dtype=F64) * 4
+    return x, delta, A, torch.randn(2, L, N, generator=g, dtype=F64), torch.randn(2, L, N, generator=g, dtype=F64)
+
+
 @given(L=st.integers(1, 40), chunk=st.integers(1, 16), group=st.integers(1, 24), seed=st.integers(0, 2**16),
        grad=st.booleans())
 def test_chunked_scan_equals_sequential_scan(L, chunk, group, seed, grad):
     # group < chunk, = chunk, and several chunks per group; grad=True takes the autograd path.
-    g = make_generator(seed)
-    D, N = 6, 4
-    x, delta = torch.randn(2, L, D, generator=g, dtype=F64), torch.rand(2, L, D, generator=g, dtype=F64)
-    A = -torch.rand(D, N, generator=g, dtype=F64) * 4
-    B, C = torch.randn(2, L, N, generator=g, dtype=F64), torch.randn(2, L, N, generator=g, dtype=F64)
+    x, delta, A, B, C = _scan_inputs(L, seed)
     torch.testing.assert_close(chunked_scan(x.requires_grad_(grad), delta, A, B, C, chunk, group),
                                sequential_scan(x, delta, A, B, C), atol=1e-11, rtol=1e-9)
+
+
+# Every path of chunked_scan, whatever hypothesis happens to draw above: (L, chunk_size, group_len).
+SCAN_PATHS = {
+    "one_step": (1, 4, 8),
+    "one_chunk": (4, 4, 8),
+    "one_group_last_chunk_partial": (7, 4, 8),
+    "two_full_groups": (16, 4, 8),
+    "last_group_one_partial_chunk": (17, 4, 8),
+    "last_group_shorter": (20, 4, 12),
+    "one_chunk_per_group": (10, 4, 3),
+}
+
+
+@pytest.mark.parametrize("L,chunk,group", SCAN_PATHS.values(), ids=SCAN_PATHS.keys())
+def test_chunked_scan_paths_equal_sequential_scan(L, chunk, group):
+    """Inference (groups of chunks, in place) and training (autograd) paths: values and gradients."""
+    inputs = _scan_inputs(L, seed=L)
+    expected = sequential_scan(*inputs)
+    with torch.no_grad():
+        torch.testing.assert_close(chunked_scan(*inputs, chunk, group), expected, atol=1e-11, rtol=1e-9)
+    leaves = [t.clone().requires_grad_(True) for t in inputs]
+    actual = chunked_scan(*leaves, chunk, group)
+    torch.testing.assert_close(actual, expected, atol=1e-11, rtol=1e-9)
+    weights = torch.randn(expected.shape, generator=make_generator(0), dtype=F64)
+    reference_leaves = [t.clone().requires_grad_(True) for t in inputs]
+    for got, want in zip(torch.autograd.grad((actual * weights).sum(), leaves),
+                         torch.autograd.grad((sequential_scan(*reference_leaves) * weights).sum(), reference_leaves)):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)
+
+
+def test_mamba_float64_build_is_exact():
+    """A float64 build computes A_log = log(1..N) in float64 (log in float32 cast up is ~1e-8 off) and
+    draws every random parameter in float64 (no float32 value cast up)."""
+    spec = registry.get("attention.mamba")
+    layer = spec.build(spec.config(), torch.device("cpu"), F64, make_generator(2)).reference
+    n = torch.arange(1, layer.state_size + 1, dtype=F64)
+    assert torch.equal(layer.A_log, torch.log(n).expand(layer.d_inner, -1))
+    assert torch.equal(layer.D, torch.ones(layer.d_inner, dtype=F64))
+    for name, p in layer.named_parameters():
+        assert p.dtype == F64, name
+        if name not in ("A_log", "D"):
+            assert not torch.equal(p, p.float().to(F64)), f"{name} holds float32 values"
 
 
 @given(L=st.integers(2, 24), t=st.integers(0, 22), chunk=st.integers(1, 8), seed=st.integers(0, 2**16),

@@ -87,12 +87,9 @@ def _chunked_scan_autograd(x, delta, A, B, C, chunk_size: int = 64):
             h = step(h, t)
         return h
 
-    if torch.is_grad_enabled():
-        # Training: keep only the end states of pass 1 and recompute its steps in backward, so autograd
-        # stores per-step tensors for one pass (as the sequential reference does), not two.
-        h = checkpoint(chunk_end_states, dx, delta, B, use_reentrant=False)
-    else:
-        h = chunk_end_states(dx, delta, B)
+    # Only reached with autograd on (see chunked_scan): keep only the end states of pass 1 and recompute its steps
+    # in backward, so autograd stores per-step tensors for one pass (as the sequential reference does), not two.
+    h = checkpoint(chunk_end_states, dx, delta, B, use_reentrant=False)
     chunk_decay = torch.exp(delta.sum(dim=0).unsqueeze(-2) * A_t)  # (b, nc, N, D): exp(A ΣΔ) over the chunk
     carry, h_in = x.new_zeros(b, N, D), []
     for c in range(nc):  # 2. the state entering each chunk
@@ -157,7 +154,8 @@ class MambaLayer(nn.Module):
     """MambaLayer(dim, state_size, expand_factor, dropout, dt_init). x (B, L, dim) -> (B, L, dim)."""
 
     def __init__(self, dim: int, state_size: int = 16, expand_factor: float = 2.0, dropout: float = 0.0,
-                 dt_init: str = "random", conv_kernel: int = 4, chunk_size: int = 16, path: str = "optimized"):
+                 dt_init: str = "random", conv_kernel: int = 4, chunk_size: int = 16, group_len: int = 128,
+                 path: str = "optimized"):
         super().__init__()
         self.dim = check_positive_int(dim, "dim")
         self.state_size = check_positive_int(state_size, "state_size")
@@ -170,6 +168,7 @@ class MambaLayer(nn.Module):
             raise ValueError(f"dt_init must be one of {DT_INITS}, got {dt_init!r}")
         self.dt_init, self.expand_factor = dt_init, expand_factor
         self.chunk_size = check_positive_int(chunk_size, "chunk_size")
+        self.group_len = check_positive_int(group_len, "group_len")  # inference scan: steps per group (whole chunks)
         self.path = check_path(path)
         self.dt_rank = math.ceil(dim / 16)
         self.in_proj = nn.Linear(dim, 2 * self.d_inner)
@@ -177,12 +176,23 @@ class MambaLayer(nn.Module):
                               groups=self.d_inner, padding=conv_kernel - 1)
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * state_size, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner)
-        self.A_log = nn.Parameter(torch.log(torch.arange(1, state_size + 1, dtype=torch.float32)).repeat(self.d_inner, 1))
-        self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.A_log = nn.Parameter(torch.empty(self.d_inner, state_size))
+        self.D = nn.Parameter(torch.empty(self.d_inner))
+        self._init_state_matrix()
         self.out_proj = nn.Linear(self.d_inner, dim)
         self.drop = nn.Dropout(check_dropout(dropout))
 
+    def _init_state_matrix(self) -> None:
+        """A = -(1..N) on every channel (S4D-real, the paper's init) and D = 1, computed in the parameters' own
+        dtype: log(n) computed in float32 and cast up is off by ~1e-8 in a float64 build."""
+        with torch.no_grad():
+            n = torch.arange(1, self.state_size + 1, dtype=self.A_log.dtype, device=self.A_log.device)
+            self.A_log.copy_(torch.log(n).expand_as(self.A_log))
+            self.D.fill_(1.0)
+
     def reset_parameters(self, generator: torch.Generator) -> "MambaLayer":
+        """Creates every parameter in the module's current dtype (move first, then reset): a float64 build is exact."""
+        self._init_state_matrix()
         for linear in (self.in_proj, self.x_proj, self.out_proj):
             init_linear_(linear, generator)
         with torch.no_grad():
@@ -208,7 +218,7 @@ class MambaLayer(nn.Module):
         delta = F.softplus(self.dt_proj(dt))  # (B, L, d_inner)
         A = -torch.exp(self.A_log)  # (d_inner, N)
         if self.path == "optimized":
-            y = chunked_scan(xs, delta, A, B, C, self.chunk_size)
+            y = chunked_scan(xs, delta, A, B, C, self.chunk_size, self.group_len)
         else:
             y = sequential_scan(xs, delta, A, B, C)
         y = (y + xs * self.D) * F.silu(z)
@@ -216,11 +226,14 @@ class MambaLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, state_size={self.state_size}, d_inner={self.d_inner}, dt_init={self.dt_init!r}, "
-                f"chunk_size={self.chunk_size}, path={self.path}")
+                f"chunk_size={self.chunk_size}, group_len={self.group_len}, path={self.path}")
 
 
 def _build(config, device, dtype, generator):
-    pair = build_module_pair(MambaLayer, config, device, dtype, generator)
+    # Moved to the dtype before reset_parameters, so a float64 build creates its parameters in float64.
+    def make(**kwargs):
+        return MambaLayer(**kwargs).to(device=device, dtype=dtype)
+    pair = build_module_pair(make, config, device, dtype, generator)
     pair.probabilities = None  # a state-space model forms no attention probabilities
     return pair
 
@@ -237,10 +250,15 @@ register(ComponentSpec(
         "state_zero": (dict(dim=TEST_DIM, state_size=0), ValueError, r"state_size must be >= 1"),
         "expand_negative": (dict(dim=TEST_DIM, expand_factor=-1.0), ValueError, r"expand_factor must be"),
         "unknown_dt_init": (dict(dim=TEST_DIM, dt_init="zeros"), ValueError, r"dt_init must be one of"),
+        "group_zero": (dict(dim=TEST_DIM, group_len=0), ValueError, r"group_len must be >= 1"),
     }),
-    # chunk_size=4 in tests: several chunks, and lengths 7 and 17 are not multiples of it.
+    # chunk_size=4, group_len=8 (2 chunks per group) in tests, so the test sizes reach every path of both scans:
+    # n=1, 2 one chunk; n=7 one group of two chunks, the last one partial; n=16 two full groups; n=17 three
+    # groups, the last of one partial chunk (the carry between groups is exercised). Gradients take the
+    # training path with the same chunks.
     bench_inputs=token_samples(768),
-    default_config=dict(dim=TEST_DIM, state_size=4, expand_factor=2.0, dropout=0.0, dt_init="random", chunk_size=4),
+    default_config=dict(dim=TEST_DIM, state_size=4, expand_factor=2.0, dropout=0.0, dt_init="random", chunk_size=4,
+                        group_len=8),
     bench_config=dict(dim=768, state_size=16, expand_factor=2.0, dropout=0.0, dt_init="random"),
     test_sizes=(1, 2, 7, 16, 17),
     bench_sizes=(256, 512, 1024, 2048, 4096),
