@@ -24,20 +24,20 @@ def test_verify_quick_writes_the_report(tmp_path, monkeypatch, capsys):
     main job, `reprobench verify`, not a unit test)."""
     import torch
 
-    from reprobench.claims.experiment import Outcome, verdict_if
-    from reprobench.measure import peak_tensor_bytes
+    from reprobench.claims.experiment import Outcome
+    from reprobench.measure import decide, peak_tensor_bytes
 
     def tiny_experiment(ctx):
         n = 64
         q = torch.randn(1, 1, n, 8)
         peak = peak_tensor_bytes(lambda: (q @ q.transpose(-1, -2)).softmax(-1)).peak_bytes
-        return Outcome(verdict=verdict_if(peak >= 4 * n * n), claimed="scores are n x n", measured={"peak": peak},
-                       rule="holds if peak >= 4 n^2 bytes", evidence="tiny")
+        return Outcome(claimed="scores are n x n", measured={"peak": peak}, rule="holds if peak >= 4 n^2 bytes",
+                       evidence="tiny", decisions=[decide("peak", peak, at_least=4 * n * n)])
 
     monkeypatch.setattr("reprobench.claims.runner.load_experiments", lambda: {"EFF-01": tiny_experiment})
     assert main(["verify", "--quick", "--only", "EFF-01", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "claims.json").read_text())
-    assert len(data["claims"]) == 60
+    assert [c["id"] for c in data["claims"]] == ["EFF-01"]
     eff01 = next(c for c in data["claims"] if c["id"] == "EFF-01")
     assert eff01["verdict"] == "holds" and eff01["measured"]["peak"] == 2 * 4 * 64 * 64
     assert {"torch_version", "threads", "cpu_model", "device", "git_commit", "git_dirty"} <= set(data["environment"])

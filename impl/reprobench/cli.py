@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import logging
 import sys
 from pathlib import Path
@@ -29,43 +28,89 @@ def _list(args) -> int:
     return 0
 
 
+def _check_device(device: str) -> str | None:
+    """None when `device` can be measured on here, else a one-line reason."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        return f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1, mps)"
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        return f"--device {device}: CUDA is not available on this machine (torch {torch.__version__})"
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        return f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+    if parsed.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        return f"--device {device}: MPS is not available on this machine"
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        return f"--device {device}: reprobench measures on cpu, cuda or mps"
+    return None
+
+
+def _check_out_dir(out_dir: Path) -> str | None:
+    """None when reports can be written into `out_dir`, else a one-line reason (checked before any run)."""
+    import tempfile
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        return f"--out {out_dir}: cannot write reports there ({exc.strerror or exc})"
+    return None
+
+
 def _verify(args) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from reprobench.claims.compare import diff_reports, format_diff
+    from reprobench.claims.report import ReportError, build_report, load_report, write_report
+    from reprobench.claims.runner import (MEASURE_THREADS, now_iso, parse_ids, remove_stale_scratch, run_claims,
+                                          scratch_figures_dir)
+    from reprobench.measure.environment import fingerprint, machine_fingerprint
 
-    from reprobench.claims.report import load_report, merge_entries, write_report
-    from reprobench.claims.runner import MEASURE_THREADS, parse_ids, run_claims, scratch_figures_dir
-    from reprobench.measure.environment import fingerprint
+    def fail(message: str) -> int:
+        print(f"reprobench verify: {message}", file=sys.stderr)
+        return 2
 
+    # Everything a run needs is checked before the first experiment: a bad argument costs no minutes.
     try:
         ids = parse_ids(args.only)
     except ValueError as exc:
-        print(f"reprobench verify: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
+    reason = _check_device(args.device) or _check_out_dir(Path(args.out))
+    if reason:
+        return fail(reason)
     out_dir = Path(args.out)
+    try:
+        previous = load_report(out_dir)
+    except ReportError as exc:
+        return fail(str(exc))
+
     scratch = scratch_figures_dir(out_dir)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), transient=False) as progress:
-        task = progress.add_task("claims", total=len(ids))
+    try:
+        entries = _run_with_progress(ids, args, scratch, run_claims)
+    except KeyboardInterrupt:
+        import shutil
 
-        def advance(claim_id: str) -> None:
-            progress.update(task, description=f"claims: {claim_id}")
-            progress.advance(task) if claim_id != ids[0] else None
-
-        entries = run_claims(ids, quick=args.quick, device=args.device, figures_dir=scratch, progress=advance)
-        progress.update(task, completed=len(ids), description="claims: done")
-    previous = load_report(out_dir) if args.only else None
-    report = {
-        "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "quick": args.quick,
-        "environment": {**fingerprint(args.device), "measurement_threads": MEASURE_THREADS},
-        "claims": merge_entries(previous, entries),
-    }
+        shutil.rmtree(scratch, ignore_errors=True)
+        remove_stale_scratch(out_dir)
+        print("reprobench verify: interrupted; no report written, the last good one is unchanged", file=sys.stderr)
+        return 130
+    environment = {**fingerprint(args.device), "measurement_threads": MEASURE_THREADS}
+    environment["fingerprint"] = machine_fingerprint(environment)
+    generated_at = now_iso()
+    run_id = f"{generated_at}-{environment['git_commit'][:8]}"
+    report = build_report(entries, previous=previous if args.only else None, environment=environment,
+                          quick=args.quick, run_id=run_id, generated_at=generated_at)
     write_report(out_dir, report, scratch)
     counts: dict[str, int] = {}
     for e in report["claims"]:
         counts[e["verdict"]] = counts.get(e["verdict"], 0) + 1
     print(f"wrote {out_dir / 'claims.md'} and {out_dir / 'claims.json'}: "
           + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    if previous is not None:
+        diff = diff_reports(previous, report)
+        print("\nagainst the report it replaces:\n" + format_diff(diff, previous, report, old_name="before",
+                                                                   new_name="now"))
     errors = [e["id"] for e in entries if e["verdict"] == "error"]
     if errors:
         print(f"experiments that raised: {', '.join(errors)} (see claims.json)", file=sys.stderr)
@@ -73,13 +118,73 @@ def _verify(args) -> int:
     return 0
 
 
+def _run_with_progress(ids, args, scratch, run_claims):
+    """A progress bar on a terminal; one line per finished claim with its time otherwise (CI logs, nohup)."""
+    import time
+
+    if not sys.stdout.isatty():
+        start = time.perf_counter()
+
+        def line(claim_id: str, result: dict | None) -> None:
+            if result is not None:
+                done = ids.index(claim_id) + 1
+                print(f"[{done}/{len(ids)}] {claim_id}: {result['verdict']} ({result.get('seconds', 0):.1f} s; "
+                      f"{time.perf_counter() - start:.0f} s elapsed)", flush=True)
+
+        return run_claims(ids, quick=args.quick, device=args.device, figures_dir=scratch, progress=line)
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), transient=False) as progress:
+        task = progress.add_task("claims", total=len(ids))
+
+        def advance(claim_id: str, result: dict | None) -> None:
+            if result is None:
+                progress.update(task, description=f"claims: {claim_id}")
+            else:
+                progress.advance(task)
+                progress.console.print(f"{claim_id}: {result['verdict']} ({result.get('seconds', 0):.1f} s)")
+
+        entries = run_claims(ids, quick=args.quick, device=args.device, figures_dir=scratch, progress=advance)
+        progress.update(task, description="claims: done")
+    return entries
+
+
+def _compare(args) -> int:
+    from reprobench.claims.compare import diff_reports, format_diff
+    from reprobench.claims.report import ReportError, load_report, report_path
+
+    reports = []
+    for location in (args.old, args.new):
+        try:
+            report = load_report(Path(location))
+        except ReportError as exc:
+            print(f"reprobench compare: {exc}", file=sys.stderr)
+            return 2
+        if report is None:
+            print(f"reprobench compare: no report at {report_path(Path(location))}", file=sys.stderr)
+            return 2
+        reports.append(report)
+    diff = diff_reports(*reports)
+    print(format_diff(diff, *reports, old_name=args.old, new_name=args.new))
+    return diff.exit_code
+
+
 def _bench(args) -> int:
+    if why := _check_device(args.device):
+        print(f"reprobench bench: {why}", file=sys.stderr)
+        return 2
     from reprobench.bench import run_bench
 
-    return run_bench(args.pattern, sizes=args.size, device=args.device, out=args.json)
+    return run_bench(args.pattern, sizes=args.size, device=args.device, out=args.json,
+                     memory_fraction=args.memory_fraction, max_call_seconds=args.max_call_seconds)
 
 
 def _profile(args) -> int:
+    if why := _check_device(args.device):
+        print(f"reprobench profile: {why}", file=sys.stderr)
+        return 2
     from reprobench.profile import run_profile
 
     return run_profile(args.component, size=args.size, logdir=Path(args.logdir), device=args.device,
@@ -102,16 +207,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(DEFAULT_OUT), help="report directory (default: reports)")
     p.set_defaults(func=_verify)
 
-    p = sub.add_parser("bench", help="time, peak tensor bytes and FLOPs of reference vs optimized")
-    p.add_argument("pattern", nargs="?", default="*")
-    p.add_argument("--size", type=int, action="append", help="size(s) to run; default: the spec's bench_sizes")
+    p = sub.add_parser("compare", help="what changed between two reports; exit 1 when a claim stops holding",
+                       description="Compare two reports (directories or claims.json files): verdict changes, "
+                                   "measured quantities whose intervals do not overlap, environment differences. "
+                                   "Exit 1 when a claim moves from holds to fails or partial (a CI gate), else 0.")
+    p.add_argument("old", help="the earlier report: a directory holding claims.json, or the file")
+    p.add_argument("new", help="the later report")
+    p.set_defaults(func=_compare)
+
+    def positive(convert, most: float | None = None):
+        """argparse type: a number > 0 (and <= most), so a bad value stops the parse before any work."""
+        def parse(text: str):
+            try:
+                value = convert(text)
+            except ValueError:
+                value = None
+            if value is None or not value > 0 or (most is not None and value > most):
+                bound = f" and <= {most:g}" if most is not None else ""
+                raise argparse.ArgumentTypeError(f"expected {convert.__name__} > 0{bound}, got {text!r}")
+            return value
+        return parse
+
+    p = sub.add_parser("bench", help="time, peak tensor bytes and FLOPs of reference vs optimized",
+                       description="Reference vs optimized, one row per implementation as each case completes. "
+                                   "An implementation whose estimated tensor peak (FakeTensorMode) exceeds "
+                                   "--memory-fraction of the available memory, or whose one forward call is "
+                                   "estimated over --max-call-seconds, is skipped with the reason printed.")
+    p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'attention.*'")
+    p.add_argument("--size", type=positive(int), action="append",
+                   help="size(s) to run; default: the spec's bench_sizes")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--memory-fraction", type=positive(float, most=1.0), default=0.5,
+                   help="largest share of the available memory one implementation's estimated peak may take "
+                        "(default: 0.5)")
+    p.add_argument("--max-call-seconds", type=positive(float), default=10.0,
+                   help="skip an implementation whose one forward call is estimated longer (default: 10)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("profile", help="torch.profiler trace for TensorBoard and Perfetto")
     p.add_argument("component", help="registered name, e.g. attention.strided")
-    p.add_argument("--size", type=int, default=None, help="default: the largest of the spec's bench_sizes")
+    p.add_argument("--size", type=positive(int), default=None, help="default: the largest of the spec's bench_sizes")
     p.add_argument("--logdir", default="runs", help="TensorBoard log directory (default: runs)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--implementation", choices=("optimized", "reference"), default="optimized")
@@ -123,7 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line and the conventional 128 + SIGINT, not a traceback
+        print(f"reprobench {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -51,3 +51,17 @@ def fingerprint(device: str | torch.device = "cpu") -> dict:
     if device.type == "cuda" and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
+
+
+# What makes two measurements comparable: the software and the machine, not the commit or the time.
+MACHINE_KEYS = ("torch_version", "torch_cuda", "python", "platform", "cpu_model", "threads", "measurement_threads",
+                "device", "gpu")
+
+
+def machine_fingerprint(env: dict) -> str:
+    """A short hash of MACHINE_KEYS: equal fingerprints mean the same software on the same kind of machine."""
+    import hashlib
+    import json
+
+    identity = {key: env.get(key) for key in MACHINE_KEYS}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
