@@ -253,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--implementation", choices=("optimized", "reference"), default="optimized")
     p.add_argument("--backward", action="store_true", help="profile forward + backward")
     p.set_defaults(func=_profile)
+    for name in ("list", "verify", "bench", "profile"):
+        sub.choices[name].add_argument(
+            "--plugin", action="append", default=[], metavar="MODULE",
+            help="import MODULE first: it registers its own components and claims (repeatable); installed "
+                 "plugins (entry-point group reprobench.plugins) load without it")
     return parser
 
 
@@ -260,6 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command != "compare":
+            from reprobench.plugins import PluginError, load_plugins
+
+            try:
+                load_plugins(args.plugin)
+            except PluginError as exc:
+                print(f"reprobench {args.command}: {exc}", file=sys.stderr)
+                return 2
         return args.func(args)
     except KeyboardInterrupt:  # Ctrl-C: one line and the conventional 128 + SIGINT, not a traceback
         print(f"reprobench {args.command}: interrupted", file=sys.stderr)

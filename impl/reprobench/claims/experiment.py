@@ -128,7 +128,8 @@ def experiment(claim_id: str):
     from reprobench.claims.ledger import CLAIM_TEXTS
 
     if claim_id not in CLAIM_TEXTS:
-        raise ValueError(f"experiment({claim_id!r}): not a claim ID of CLAIMS.md")
+        raise ValueError(f"experiment({claim_id!r}): not a claim of the ledger; define it first with "
+                         "reprobench.claims.claim(claim_id, text, source=...)")
 
     def decorate(fn: Callable[[RunContext], Outcome]) -> Callable[[RunContext], Outcome]:
         if claim_id in _EXPERIMENTS and _EXPERIMENTS[claim_id] is not fn:

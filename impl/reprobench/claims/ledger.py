@@ -4,6 +4,8 @@ One entry per ID, verbatim from CLAIMS.md (`EFF-07`, not `eff7`). An experiment
 (impl/reprobench/claims/experiments/*.py) measures a claim and a stated rule turns the measurement into a
 verdict; an ID with no experiment yet is reported as `not-implemented`, so the gap stays visible.
 """
+import re
+
 
 SOURCES = {
     "DW": "000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)",
@@ -78,3 +80,39 @@ CLAIM_TEXTS = {
     'EFF-09': ('004_7701952726fa4164.txt', 'Guidance: standard below 512 tokens, strided / local+global for 512-2048, Performer / Mamba above 2048. Measure the crossover lengths.'),
     'EFF-10': ('004_7701952726fa4164.txt', 'HierarchicalAttentionBlock / LinearAttentionBlock / get_attention: every documented attention_type builds and runs; memory passes through for cross_memory.'),
 }
+
+BUILTIN_CLAIM_IDS = frozenset(CLAIM_TEXTS)  # the 60 IDs of CLAIMS.md; plugins add their own below
+_CLAIM_ID = re.compile(r"^[A-Z][A-Z0-9]*-[0-9A-Za-z_]+$")
+_DEFINED_BY: dict[str, str] = {cid: "reprobench (CLAIMS.md)" for cid in CLAIM_TEXTS}
+
+
+def claim(claim_id: str, text: str, *, source: str) -> str:
+    """Add a claim to the ledger (plugins and TOML claim files): `ACME-01`, what the README says, and
+    where it says it. A second definition of an ID is an error naming both places; returns the ID."""
+    if not isinstance(claim_id, str) or not _CLAIM_ID.match(claim_id):
+        raise ValueError(f"claim id {claim_id!r}: expected PREFIX-NN, an upper-case prefix and a number or name "
+                         "(e.g. 'ACME-01')")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"claim {claim_id}: text must be the sentence being checked, got {text!r}")
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError(f"claim {claim_id}: source must say where the claim is made (a README, a paper), got {source!r}")
+    defined_by = _caller_module()
+    if claim_id in CLAIM_TEXTS:
+        if CLAIM_TEXTS[claim_id] == (source, text) and _DEFINED_BY.get(claim_id) == defined_by:
+            return claim_id  # the same module imported twice
+        raise ValueError(f"claim {claim_id} defined by {defined_by} clashes with the claim of the same ID defined by "
+                         f"{_DEFINED_BY.get(claim_id, '?')}; choose another ID prefix")
+    CLAIM_TEXTS[claim_id] = (source, text)
+    _DEFINED_BY[claim_id] = defined_by
+    return claim_id
+
+
+def _caller_module() -> str:
+    import inspect
+
+    frame = inspect.currentframe()
+    try:
+        caller = frame.f_back.f_back
+        return caller.f_globals.get("__name__", "?") if caller is not None else "?"
+    finally:
+        del frame
