@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import torch
 
-from reprobench.claims.experiment import Outcome, RunContext, at_least, experiment
+from reprobench.claims.experiment import Outcome, RunContext, experiment
 from reprobench.claims.experiments.dcal._common import DEIT_S, MINI, _images, _model
-from reprobench.measure import compare_interleaved, count_flops
+from reprobench.measure import compare_interleaved, count_flops, decide, decide_speedup
+
+CLAIMED_SPEEDUP = 1.6  # "up to 60% faster" read as a 1.6× speedup
+SHARE_OF_CLAIM = 0.8  # reproduced at >= 80% of the claimed speedup
 
 
 @experiment("DCAL-06")
@@ -14,6 +17,7 @@ def cache_speedup(ctx: RunContext) -> Outcome:
 
     side, depth = (112, 4) if ctx.quick else (224, 12)
     rounds, min_run = (3, 0.02) if ctx.quick else (6, 0.02)
+    floor = SHARE_OF_CLAIM * CLAIMED_SPEEDUP
     config = dict(backbone_name=MINI, num_classes=200, img_size=side, depth=depth, top_k_ratio=0.1)
     measured = {}
     with torch.no_grad():
@@ -31,12 +35,17 @@ def cache_speedup(ctx: RunContext) -> Outcome:
                     return model(batches[state["i"]])
                 return call
 
-            rep = compare_interleaved(lambda: plain(batches[0]), lambda: cached(batches[0]), rounds=rounds,
-                                      min_run_time=min_run, device=ctx.device)
+            if rollout == "full":  # the documented cache: the judged timing, sampled until decided
+                timed, rep = decide_speedup(lambda: plain(batches[0]), lambda: cached(batches[0]),
+                                            quantity="speedup_repeated_full", at_least=floor, min_run_time=min_run,
+                                            budget_s=ctx.decision_budget_s, device=ctx.device)
+            else:  # reported, not judged
+                rep = compare_interleaved(lambda: plain(batches[0]), lambda: cached(batches[0]), rounds=rounds,
+                                          min_run_time=min_run, device=ctx.device)
             cached.clear_attention_cache()
             dist = compare_interleaved(alternate(plain), alternate(cached), rounds=rounds, min_run_time=min_run,
                                        device=ctx.device)
-            measured[f"speedup_repeated_{rollout}"] = rep.speedup
+            measured[f"speedup_repeated_{rollout}"] = timed.estimate.point if rollout == "full" else rep.speedup
             measured[f"speedup_distinct_{rollout}"] = dist.speedup
             measured[f"distinct_hit_rate_{rollout}"] = cached.get_cache_stats()["hit_rate"]
     # Upper bound at the document's size: the share of evaluation FLOPs the rollout is (Amdahl), counted on
@@ -55,18 +64,23 @@ def cache_speedup(ctx: RunContext) -> Outcome:
                                                                               small.pos_embed.shape[1])))
                        / count_flops(lambda: small(torch.empty(2, 3, side, side))))
     measured["rollout_flop_share_timed_size"] = small_share
-    # A hit can remove at most the rollout's share of the work, so the timed speedup (noisy on a shared
-    # machine) is capped by that FLOP bound before it is compared with the claim.
-    headline = min(measured["speedup_repeated_full"], 1 / (1 - share))
+    # A hit can remove at most the rollout's share of the work: the FLOP bound at the document's size is
+    # the primary (deterministic) decision; the timed speedup, a smaller model on this machine, the second.
+    bound = 1 / (1 - share)
+    decisions = [decide("amdahl_bound_speedup_deit_s_448", bound, at_least=floor), timed]
     return Outcome(
-        verdict=at_least(headline, 1.6),
+        decisions=decisions,
         claimed="Rollout caching: up to 60% faster evaluation on repeated patterns",
         measured=measured,
-        rule="'60% faster' read as a 1.6× speedup; holds if min(timed eval speedup on a repeated batch with the documented "
-             "full-product rollout and statistics-hash cache, FLOP bound 1/(1 − rollout share) at DeiT-S@448) >= 0.8 × 1.6",
+        rule=(f"'60% faster' read as a {CLAIMED_SPEEDUP:g}× speedup, reproduced at >= {floor:g} (0.8 × {CLAIMED_SPEEDUP:g}). "
+              f"Primary, FLOPs (deterministic; a cache hit removes at most the rollout's share of the work): the Amdahl "
+              f"bound 1/(1 − rollout FLOP share) of evaluation at DeiT-S@448 >= {floor:g}. Second, time (the claim is "
+              f"about speed): eval speedup with the documented full-product rollout and statistics-hash cache on a "
+              f"repeated batch, paired interleaved rounds, holds if the whole 95% interval is >= {floor:g}, fails if "
+              f"wholly below, else inconclusive. Both hold -> holds, both fail -> fails, one -> partial"),
         evidence=(f"Eval forward of DualAttentionModel ({MINI}: dim 96, {depth} blocks, 3 heads, {side}×{side}, batch 2, "
                   f"float32; N/dim as DeiT-S@448), cache on vs off, timed interleaved. Repeated batch: "
-                  f"{headline:.2f}× with the full rollout, {measured['speedup_repeated_cls_chain']:.2f}× with the CLS-row "
+                  f"{timed.estimate}× with the full rollout, {measured['speedup_repeated_cls_chain']:.2f}× with the CLS-row "
                   f"chain; distinct batches (every lookup a miss): {measured['speedup_distinct_full']:.2f}× / "
                   f"{measured['speedup_distinct_cls_chain']:.2f}×. At DeiT-S@448 the full rollout is {share:.0%} of eval "
                   f"FLOPs, so no cache can exceed {1 / (1 - share):.2f}× there — and the CLS-row chain removes that share "
