@@ -18,3 +18,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Fixed threads: results must not depend on how many cores the machine happens to have.
 torch.set_num_threads(int(os.environ.get("REPROBENCH_THREADS", "1")))
+
+
+def pytest_configure(config):
+    """Failure messages print a rerun command with a node id; node ids are relative to rootdir."""
+    from suites.properties import checks
+
+    checks.PYTEST_ROOTDIR = str(config.rootpath)

@@ -2,7 +2,9 @@
 deliberately broken implementation and watch them fail."""
 from __future__ import annotations
 
+import os
 import shlex
+import sys
 
 import torch
 
@@ -17,9 +19,26 @@ def as_tuple(out) -> tuple[torch.Tensor, ...]:
     raise TypeError(f"component returned {type(out).__name__}; expected a Tensor or a tuple of Tensors")
 
 
+# pytest's rootdir, recorded by suites/conftest.py (pytest_configure): node ids are relative to it.
+PYTEST_ROOTDIR: str | None = None
+
+
 def rerun_hint(test: str, spec: ComponentSpec, dtype: torch.dtype, size: int) -> str:
-    case = f"{spec.name}-cpu-{str(dtype).replace('torch.', '')}-{spec.size_name}={size}"
-    return f"rerun: pytest suites/properties/test_generic.py -k {shlex.quote(f'{test} and {case}')}"
+    """A shell command that reruns exactly the failing case: its node id (``-k`` cannot parse the
+    ``=`` in case ids), the interpreter that ran the tests and the hypothesis profile in use.
+
+    The node id is pytest's own (PYTEST_CURRENT_TEST), so it names the test that is actually
+    running, hypothesis tests included. Outside pytest the case is only described."""
+    current = os.environ.get("PYTEST_CURRENT_TEST")  # "path::test[id] (call)"
+    if current is None:
+        return f"rerun: not under pytest; the case is test_{test} of {spec.name}, {dtype}, {spec.size_name}={size}"
+    command = f"{shlex.quote(sys.executable)} -m pytest {shlex.quote(current.rsplit(' ', 1)[0])}"
+    profile = os.environ.get("HYPOTHESIS_PROFILE")
+    if profile:
+        command = f"HYPOTHESIS_PROFILE={shlex.quote(profile)} {command}"
+    if PYTEST_ROOTDIR is not None:
+        command = f"cd {shlex.quote(PYTEST_ROOTDIR)} && {command}"
+    return f"rerun: {command}"
 
 
 def case_message(spec: ComponentSpec, sample: SampleInput, dtype, size: int, seed: int, test: str) -> str:
