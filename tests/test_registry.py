@@ -30,7 +30,7 @@ def test_get_unknown_component_names_the_cli():
 
 @pytest.mark.parametrize("overrides,match", [
     (dict(name="dense"), "must be '<family>.<component>'"),
-    (dict(name="widgets.dense"), "family in"),
+    (dict(name="widgets.dense-v2"), "identifiers"),
     (dict(claims=("eff7",)), "not in CLAIMS.md"),
     (dict(tolerances={}), "tolerances is empty"),
     (dict(test_sizes=()), "must not be empty"),
@@ -84,3 +84,31 @@ def test_every_spec_has_claims_and_consistent_exponents():
         assert spec.claims, f"{spec.name} serves no claim"
         for exps in (spec.time_exponent, spec.memory_exponent):
             assert exps is None or set(exps) <= {"reference", "optimized"}, spec.name
+
+
+def test_plugin_families_register_and_clashes_name_both_origins(monkeypatch):
+    import reprobench.registry
+
+    monkeypatch.setattr(reprobench.registry, "_REGISTRY", dict(reprobench.registry._REGISTRY))
+    register(_spec(name="acme.fast_attention_for_test"))  # a family of a user's own
+    with pytest.raises(ValueError, match=r"registered twice: by .*test_registry and by .*test_registry"):
+        register(_spec(name="acme.fast_attention_for_test"))
+    builtin = get("attention.strided")
+    with pytest.raises(ValueError, match=r"reprobench\.attention\.strided"):
+        register(_spec(name="attention.strided"))
+    assert get("attention.strided") is builtin
+
+
+def test_claim_ids_of_plugins_are_checked_and_clashes_named(monkeypatch):
+    from reprobench.claims import ledger
+
+    monkeypatch.setattr(ledger, "CLAIM_TEXTS", dict(ledger.CLAIM_TEXTS))
+    monkeypatch.setattr(ledger, "_DEFINED_BY", dict(ledger._DEFINED_BY))
+    assert ledger.claim("ACMETEST-01", "2x faster than SDPA", source="acme README") == "ACMETEST-01"
+    with pytest.raises(ValueError, match=r"EFF-01 defined by .*test_registry clashes .* reprobench \(CLAIMS.md\)"):
+        ledger.claim("EFF-01", "mine", source="acme README")
+    for bad_id in ("acme-01", "ACME01", "", 7):
+        with pytest.raises(ValueError, match="PREFIX-NN"):
+            ledger.claim(bad_id, "t", source="s")
+    with pytest.raises(ValueError, match="source must say"):
+        ledger.claim("ACMETEST-02", "t", source=" ")

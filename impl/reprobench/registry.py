@@ -101,6 +101,43 @@ class ExpectedFailure:
             raise ValueError("ExpectedFailure.reason is empty: say which defect makes the test fail")
 
 
+@dataclass(frozen=True)
+class InputSupport:
+    """What a component accepts beyond its samples. The derived bad-input suite
+    (suites/properties/test_bad_inputs.py) requires a correct result from both twins for what is
+    declared here, and a ValueError/TypeError naming the argument for the rest."""
+
+    low_precision: tuple[torch.dtype, ...] = ()  # float16/bfloat16 it computes in when built in that dtype
+    empty_batch: bool = False  # batch 0 gives an empty output, as torch layers do
+    empty_sequence: bool = False  # a zero-length sequence (dim -2) gives an empty output
+    meta_device: bool = False  # 'meta' inputs give 'meta' outputs of the right shape (no parameters elsewhere)
+
+
+# What suites/properties/test_cache_invalidation.py does to a cached component between two calls;
+# "frozen_<name>" is the same after requires_grad_(False). CacheUse.blind_to must name them.
+CACHE_MUTATIONS = (
+    "fill_no_grad", "fill_inference_mode", "fill_training", "optimizer_step", "requires_grad_toggle",
+    "no_grad_write", "data_write", "copy_", "load_state_dict", "to_dtype", "dtype_round_trip",
+    "input_write", "input_reorder", "output_write",
+)
+
+
+@dataclass(frozen=True)
+class CacheUse:
+    """A configuration in which the optimized twin caches values derived from its parameters or
+    inputs; the cache-invalidation suite requires that it equal a fresh build after every mutation."""
+
+    config: Mapping[str, Any] = field(default_factory=dict)  # overrides of default_config for this case
+    blind_to: Mapping[str, str] = field(default_factory=dict)  # mutation -> why the cache cannot see it: a strict xfail
+
+    def __post_init__(self):
+        for mutation, reason in self.blind_to.items():
+            if mutation.removeprefix("frozen_") not in CACHE_MUTATIONS:
+                raise ValueError(f"CacheUse.blind_to names {mutation!r}; choose from {CACHE_MUTATIONS} (or frozen_<name>)")
+            if not reason.strip():
+                raise ValueError(f"CacheUse.blind_to[{mutation!r}] is empty: say why the cache cannot see it")
+
+
 DEFAULT_TOLERANCES = {
     torch.float64: Tolerance(atol=1e-9, rtol=1e-7),
     torch.float32: Tolerance(atol=2e-5, rtol=2e-4),
@@ -130,6 +167,8 @@ class ComponentSpec:
     time_exponent: Mapping[str, float] | None = None
     memory_exponent: Mapping[str, float] | None = None
     expected_failures: tuple[ExpectedFailure, ...] = ()
+    input_support: InputSupport = field(default_factory=InputSupport)  # bad-input contract, see InputSupport
+    caches: tuple[CacheUse, ...] = ()  # where the optimized twin caches: checked against a fresh build
 
     @property
     def family(self) -> str:
@@ -140,8 +179,10 @@ class ComponentSpec:
         return tuple(self.tolerances)
 
     def __post_init__(self):
-        if "." not in self.name or self.family not in FAMILIES:
-            raise ValueError(f"ComponentSpec.name={self.name!r} must be '<family>.<component>' with family in {FAMILIES}")
+        parts = self.name.split(".", 1) if isinstance(self.name, str) else []
+        if len(parts) != 2 or not all(p.replace("_", "a").isalnum() and p[0].isalpha() for p in parts):
+            raise ValueError(f"ComponentSpec.name={self.name!r} must be '<family>.<component>' (identifiers, e.g. "
+                             f"'acme.fast_attention'); the built-in families are {FAMILIES}")
         for claim in self.claims:
             # Import here: the ledger imports nothing from the registry, and the check must see
             # the full ID list so a typo ('eff7') fails at registration.
@@ -174,13 +215,19 @@ _REGISTRY: dict[str, ComponentSpec] = {}
 def register(spec: ComponentSpec) -> ComponentSpec:
     """Record a spec and return it unchanged (timm's register_model)."""
     if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
-        raise ValueError(f"component {spec.name!r} is registered twice")
+        raise ValueError(f"component {spec.name!r} is registered twice: by {_origin(spec)} and by "
+                         f"{_origin(_REGISTRY[spec.name])}; give one of them another name")
     _REGISTRY[spec.name] = spec
     return spec
 
 
+def _origin(spec: ComponentSpec) -> str:
+    return getattr(spec.build, "__module__", None) or "?"
+
+
 def load_all() -> None:
-    """Import every component module of every family, which registers them."""
+    """Import every component module of every built-in family, which registers them, then the plugins
+    installed under the entry-point group `reprobench.plugins`."""
     for family in FAMILIES:
         try:
             package = importlib.import_module(f"reprobench.{family}")
@@ -188,6 +235,9 @@ def load_all() -> None:
             continue
         for info in pkgutil.walk_packages(package.__path__, prefix=f"reprobench.{family}."):
             importlib.import_module(info.name)
+    from reprobench.plugins import load_entry_point_plugins
+
+    load_entry_point_plugins()
 
 
 def get(name: str) -> ComponentSpec:
