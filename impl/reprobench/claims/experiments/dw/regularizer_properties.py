@@ -6,9 +6,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reprobench.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from reprobench.claims.experiments.dw._common import F64, _rel
-from reprobench.measure import fit_exponent
+from reprobench.claims.experiment import Outcome, RunContext, experiment
+from reprobench.claims.experiments.dw._common import F64, _rel, float64_unavailable, not_checkable
+from reprobench.measure import decide, fit_exponent_estimate
+from reprobench.measure.stats import MIN_R2
 from reprobench.registry import make_generator
 from reprobench.regularizers.covariance import (covariance_component_torch, covariance_regularization,
                                           covariance_regularization_numpy)
@@ -17,30 +18,39 @@ from reprobench.regularizers.variance import (variance_component_torch, variance
                                         variance_regularization_multi_dim_numpy)
 
 
+CLAIMED_01 = ("Invariance term -log softmax(logits)[true_class] is 'implemented via cosine similarity' (cosine "
+              "distance of query and key)")
+RULE_01 = ("exact errors (float64, deterministic draws): (1) max |CE - (1 - cos(q, p_true))| over every draw, logits "
+           "10·cos(q, p_c), <= 1e-6; (2) like the cosine distance, CE ignores the non-target prototypes: mean |change "
+           "of CE| when only they move <= 1e-9. Both hold -> holds, both fail -> fails, one -> partial")
+
+
 @experiment("DW-01")
 def invariance_vs_cosine(ctx: RunContext) -> Outcome:
+    if reason := float64_unavailable(ctx):
+        return not_checkable(CLAIMED_01, RULE_01, reason)
     g = make_generator(ctx.seed)
     draws, classes, dim, scale = (200 if ctx.quick else 1000), 5, 16, 10.0
-    q = torch.randn(draws, dim, dtype=F64, generator=g)
-    prototypes = torch.randn(draws, classes, dim, dtype=F64, generator=g)
-    labels = torch.randint(0, classes, (draws,), generator=g)
+    q = torch.randn(draws, dim, dtype=F64, generator=g).to(ctx.device)
+    prototypes = torch.randn(draws, classes, dim, dtype=F64, generator=g).to(ctx.device)
+    labels = torch.randint(0, classes, (draws,), generator=g).to(ctx.device)
     # The mapping most favourable to the document: logits are scaled cosine similarities.
     logits = scale * F.cosine_similarity(q[:, None], prototypes, dim=-1)
     ce = invariance(logits, labels)
     cos_d = cosine_distance(q, prototypes[torch.arange(draws), labels])
-    corr = float(np.corrcoef(ce.numpy(), cos_d.numpy())[0, 1])
+    corr = float(np.corrcoef(ce.cpu().numpy(), cos_d.cpu().numpy())[0, 1])
     # Move only the non-target prototypes: cross-entropy changes, the cosine distance cannot.
-    moved = prototypes + torch.randn(draws, classes, dim, dtype=F64, generator=g)
+    moved = prototypes + torch.randn(draws, classes, dim, dtype=F64, generator=g).to(ctx.device)
     moved[torch.arange(draws), labels] = prototypes[torch.arange(draws), labels]
     ce_moved = invariance(scale * F.cosine_similarity(q[:, None], moved, dim=-1), labels)
     cos_moved = cosine_distance(q, moved[torch.arange(draws), labels])
-    numpy_vs_torch = max(_rel(invariance_numpy(logits[i].numpy(), int(labels[i])), ce[i]) for i in range(50))
+    numpy_vs_torch = max(_rel(invariance_numpy(logits[i].cpu().numpy(), int(labels[i])), ce[i]) for i in range(50))
     # Where the formula as written (-log of an underflowed softmax) becomes inf.
-    gaps = torch.arange(1, 1001, dtype=F64)
+    gaps = torch.arange(1, 1001, dtype=F64, device=ctx.device)
     overflow = {}
     for dtype in (torch.float32, F64):
         row_logits = torch.stack([torch.zeros_like(gaps), gaps], 1).to(dtype)
-        bad = torch.isinf(invariance_reference(row_logits, torch.zeros(len(gaps), dtype=torch.long)))
+        bad = torch.isinf(invariance_reference(row_logits, torch.zeros(len(gaps), dtype=torch.long, device=ctx.device)))
         overflow[str(dtype).replace("torch.", "")] = float(gaps[bad][0]) if bad.any() else float("inf")
     measured = {
         "draws": draws, "classes": classes, "max_abs_ce_minus_cosine_distance": float((ce - cos_d).abs().max()),
@@ -51,13 +61,14 @@ def invariance_vs_cosine(ctx: RunContext) -> Outcome:
         "reference_inf_from_logit_gap_float32": overflow["float32"],
         "reference_inf_from_logit_gap_float64": overflow["float64"],
     }
-    same = measured["max_abs_ce_minus_cosine_distance"] <= 1e-6 and measured["mean_abs_ce_change_moving_other_classes"] <= 1e-9
+    decisions = [decide("max_abs_ce_minus_cosine_distance", measured["max_abs_ce_minus_cosine_distance"], at_most=1e-6),
+                 decide("mean_abs_ce_change_moving_other_classes", measured["mean_abs_ce_change_moving_other_classes"],
+                        at_most=1e-9)]
     return Outcome(
-        verdict=verdict_if(same),
-        claimed="Invariance term -log softmax(logits)[true_class] is 'implemented via cosine similarity' (cosine distance of query and key)",
+        decisions=decisions,
+        claimed=CLAIMED_01,
         measured=measured,
-        rule="holds if cosine distance 1-cos(q, p_true) equals the cross-entropy of logits 10·cos(q, p_c) within 1e-6 on "
-             "every draw and, like it, ignores the non-target prototypes (mean change <= 1e-9); fails otherwise",
+        rule=RULE_01,
         evidence=f"{draws} random 16-d queries, 5 class prototypes, float64: max |CE - cosine distance| = "
                  f"{measured['max_abs_ce_minus_cosine_distance']:.3g}, Pearson r = {corr:.3f}; moving only the other "
                  f"classes changes CE by {measured['mean_abs_ce_change_moving_other_classes']:.3g} on average and the "
@@ -68,73 +79,104 @@ def invariance_vs_cosine(ctx: RunContext) -> Outcome:
     )
 
 
+CLAIMED_02 = ("V(E) = Σ_dims max(0, γ - sqrt(var+ε)) / samples: zero when every std >= γ, non-negative, invariant to "
+              "sample order and shifts; numpy and torch agree")
+RULE_02 = ("exact errors and counts over the trials (float64, deterministic draws), five decisions: numpy, torch and "
+           "optimized agree to <= 1e-10 relative; trials where a twin is not exactly 0 with every per-dim std >= γ: at "
+           "most 0; negative values: at most 0; sample order changes it by <= 1e-10 relative; a shift of ~100 by <= 1e-8 "
+           "absolute. All hold -> holds, all fail -> fails, else partial")
+
+
 @experiment("DW-02")
 def variance_properties(ctx: RunContext) -> Outcome:
+    if reason := float64_unavailable(ctx):
+        return not_checkable(CLAIMED_02, RULE_02, reason)
     g = make_generator(ctx.seed)
     trials, gamma = (10 if ctx.quick else 40), 1.0
-    agree, zero_ok, nonneg, order, shift = 0.0, True, True, 0.0, 0.0
+    agree, not_zero, negative, order, shift = 0.0, 0, 0, 0.0, 0.0
     for _ in range(trials):
         n, d = int(torch.randint(2, 64, (1,), generator=g)), int(torch.randint(1, 32, (1,), generator=g))
-        E = torch.randn(n, d, dtype=F64, generator=g) * torch.rand(1, d, dtype=F64, generator=g) * 2
+        E = (torch.randn(n, d, dtype=F64, generator=g) * torch.rand(1, d, dtype=F64, generator=g) * 2).to(ctx.device)
         value = variance_regularization(E, gamma)
         agree = max(agree, _rel(variance_component_torch(E, gamma), value),
-                    _rel(variance_regularization_multi_dim_numpy(E.numpy(), gamma), value))
-        nonneg &= bool(value >= 0)
-        order = max(order, _rel(variance_regularization(E[torch.randperm(n, generator=g)], gamma), value))
-        shift = max(shift, abs(float(variance_regularization(E + 100 * torch.randn(1, d, dtype=F64, generator=g), gamma) - value)))
+                    _rel(variance_regularization_multi_dim_numpy(E.cpu().numpy(), gamma), value))
+        negative += bool(value < 0)
+        order = max(order, _rel(variance_regularization(E[torch.randperm(n, generator=g).to(ctx.device)], gamma), value))
+        offset = 100 * torch.randn(1, d, dtype=F64, generator=g).to(ctx.device)
+        shift = max(shift, abs(float(variance_regularization(E + offset, gamma) - value)))
         unit = (E - E.mean(0)) / E.std(0, correction=0)
-        zero_ok &= all(float(fn(unit * gamma * 1.0001, gamma)) == 0.0
-                       for fn in (variance_component_torch, variance_regularization))
-    measured = {"trials": trials, "max_rel_numpy_torch_optimized": agree, "exactly_zero_when_std_ge_gamma": zero_ok,
-                "non_negative": nonneg, "max_rel_change_sample_order": order, "max_abs_change_shift_100": shift}
-    ok = agree <= 1e-10 and zero_ok and nonneg and order <= 1e-10 and shift <= 1e-8
+        not_zero += any(float(fn(unit * gamma * 1.0001, gamma)) != 0.0
+                        for fn in (variance_component_torch, variance_regularization))
+    measured = {"trials": trials, "max_rel_numpy_torch_optimized": agree, "exactly_zero_when_std_ge_gamma": not_zero == 0,
+                "non_negative": negative == 0, "max_rel_change_sample_order": order, "max_abs_change_shift_100": shift}
+    decisions = [decide("max_rel_numpy_torch_optimized", agree, at_most=1e-10),
+                 decide("trials_not_zero_when_std_ge_gamma", not_zero, at_most=0),
+                 decide("negative_values", negative, at_most=0),
+                 decide("max_rel_change_sample_order", order, at_most=1e-10),
+                 decide("max_abs_change_shift_100", shift, at_most=1e-8)]
     return Outcome(
-        verdict=verdict_if(ok),
-        claimed="V(E) = Σ_dims max(0, γ - sqrt(var+ε)) / samples: zero when every std >= γ, non-negative, invariant to "
-                "sample order and shifts; numpy and torch agree",
+        decisions=decisions,
+        claimed=CLAIMED_02,
         measured=measured,
-        rule="holds if numpy, torch and optimized agree to 1e-10 relative, the value is exactly 0 when every per-dim std "
-             "is >= γ, never negative, order changes it by <= 1e-10 relative and a shift of ~100 by <= 1e-8; fails otherwise",
+        rule=RULE_02,
         evidence=f"{trials} random float64 embeddings (2-63 samples, 1-31 dims, per-dim scales in [0, 2)), γ = 1, ε = 1e-8.",
         deviations=["`m` is undefined in the numpy code; resolved as the number of samples, as the document's torch "
                     "version divides by E_reshaped.shape[0] (VICReg itself averages over dims instead)."],
     )
 
 
+CLAIMED_03 = ("Σ off-diagonal C_ij² of the (K-1)-normalised covariance: zero for decorrelated data, invariant to "
+              "sample order and shift, scales as s⁴; numpy and torch agree")
+RULE_03 = ("exact errors over the trials (float64, deterministic draws), six decisions: numpy, torch and optimized agree "
+           "to <= 1e-10 relative; sample order and feature order change it by <= 1e-10 relative (one decision each); a "
+           "shift by <= 1e-8 relative; QR-whitened data gives <= 1e-20 of Σ C_ii²; the log-log exponent of value vs s "
+           f"(exact values, so a zero-width slope) is in 4 ± 0.01 with r² >= {MIN_R2}. All hold -> holds, all fail -> "
+           "fails, else partial")
+
+
 @experiment("DW-03")
 def covariance_properties(ctx: RunContext) -> Outcome:
+    if reason := float64_unavailable(ctx):
+        return not_checkable(CLAIMED_03, RULE_03, reason)
     g = make_generator(ctx.seed)
     trials = 10 if ctx.quick else 40
     agree, order, shift, feature, whitened = 0.0, 0.0, 0.0, 0.0, 0.0
+
+    def draw(*shape):  # every draw from the one CPU generator (same values on every device), then moved
+        return torch.randn(*shape, dtype=F64, generator=g).to(ctx.device)
+
     for _ in range(trials):
         n, d = int(torch.randint(2, 64, (1,), generator=g)), int(torch.randint(2, 32, (1,), generator=g))
-        E = torch.randn(n, d, dtype=F64, generator=g) @ torch.randn(d, d, dtype=F64, generator=g)
+        E = draw(n, d) @ draw(d, d)
         value = covariance_regularization(E)
-        agree = max(agree, _rel(covariance_component_torch(E), value), _rel(covariance_regularization_numpy(E.numpy()), value))
-        order = max(order, _rel(covariance_regularization(E[torch.randperm(n, generator=g)]), value))
-        feature = max(feature, _rel(covariance_regularization(E[:, torch.randperm(d, generator=g)]), value))
-        shift = max(shift, _rel(covariance_regularization(E + 10 * torch.randn(1, d, dtype=F64, generator=g)), value))
-        X = torch.randn(n + d, d, dtype=F64, generator=g)
+        agree = max(agree, _rel(covariance_component_torch(E), value),
+                    _rel(covariance_regularization_numpy(E.cpu().numpy()), value))
+        order = max(order, _rel(covariance_regularization(E[torch.randperm(n, generator=g).to(ctx.device)]), value))
+        feature = max(feature, _rel(covariance_regularization(E[:, torch.randperm(d, generator=g).to(ctx.device)]), value))
+        shift = max(shift, _rel(covariance_regularization(E + 10 * draw(1, d)), value))
+        X = draw(n + d, d)
         Q, _ = torch.linalg.qr(X - X.mean(0))  # centered orthonormal columns: C = I / (K - 1)
         diagonal = d / (n + d - 1) ** 2
         whitened = max(whitened, float(covariance_component_torch(Q)) / diagonal, float(covariance_regularization(Q)) / diagonal)
-    E = torch.randn(50, 20, dtype=F64, generator=g) @ torch.randn(20, 20, dtype=F64, generator=g)
+    E = draw(50, 20) @ draw(20, 20)
     scales = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
-    fit = fit_exponent(scales, [float(covariance_regularization(s * E)) for s in scales])
+    fit = fit_exponent_estimate(scales, [float(covariance_regularization(s * E)) for s in scales], deterministic=True)
     measured = {"trials": trials, "max_rel_numpy_torch_optimized": agree, "max_rel_change_sample_order": order,
                 "max_rel_change_feature_order": feature, "max_rel_change_shift": shift,
                 "max_whitened_value_over_diagonal_sum": whitened, "scale_exponent": fit.exponent,
                 "scale_exponent_r2": fit.r_squared}
-    ok = (agree <= 1e-10 and max(order, feature) <= 1e-10 and shift <= 1e-8 and whitened <= 1e-20
-          and abs(fit.exponent - 4) <= 0.01)
+    decisions = [decide("max_rel_numpy_torch_optimized", agree, at_most=1e-10),
+                 decide("max_rel_change_sample_order", order, at_most=1e-10),
+                 decide("max_rel_change_feature_order", feature, at_most=1e-10),
+                 decide("max_rel_change_shift", shift, at_most=1e-8),
+                 decide("max_whitened_value_over_diagonal_sum", whitened, at_most=1e-20),
+                 decide("scale_exponent", fit.estimate, between=(3.99, 4.01), min_r2=MIN_R2)]
     return Outcome(
-        verdict=verdict_if(ok),
-        claimed="Σ off-diagonal C_ij² of the (K-1)-normalised covariance: zero for decorrelated data, invariant to sample "
-                "order and shift, scales as s⁴; numpy and torch agree",
+        decisions=decisions,
+        headline="scale_exponent",
+        claimed=CLAIMED_03,
         measured=measured,
-        rule="holds if numpy, torch and optimized agree to 1e-10 relative, sample/feature order change it by <= 1e-10 and a "
-             "shift by <= 1e-8 relative, QR-whitened data gives <= 1e-20 of Σ C_ii², and the fitted exponent of value vs s is "
-             "4 ± 0.01; fails otherwise",
+        rule=RULE_03,
         evidence=f"{trials} random float64 correlated embeddings (2-63 samples, 2-31 dims) and QR-whitened ones; s in "
                  f"{scales}. Benchmarks of the optimized (Gram/chunked) version are in DW-04.",
         deviations=["`K` is undefined in both the numpy and torch code; resolved as the number of samples. With one "
