@@ -33,6 +33,7 @@ GENERIC_TESTS = (
     "probabilities_normalised",
     "state_dict_shared",
     "no_host_syncs",
+    "inputs_unchanged",
 )
 
 

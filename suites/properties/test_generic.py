@@ -15,6 +15,7 @@ from reprobench.measure import count_host_syncs
 from reprobench.registry import GENERIC_TESTS, get, list_components
 from suites.properties.checks import (as_tuple, assert_gradients_match, assert_matches_reference, build,
                                       case_message)
+from suites.properties.input_mutation import input_changes, input_state
 
 SEED = 1234
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -139,6 +140,23 @@ def test_no_host_syncs(spec, device, dtype, size):
         syncs = count_host_syncs(lambda: impls.optimized(*sample.args, **sample.kwargs))
     assert syncs == 0, (f"optimized forward made {syncs} host syncs (aten._local_scalar_dense)\n"
                         + case_message(spec, sample, dtype, size, SEED, "no_host_syncs"))
+
+
+@pytest.mark.parametrize("spec,device,dtype,size", _cases("inputs_unchanged"))
+def test_inputs_unchanged(spec, device, dtype, size):
+    """Neither twin writes into its caller's tensors (values, layout, a leaf's .grad), with and without
+    grad mode. Every other test hands a twin fresh inputs, so such a write passes them all (issue 14).
+    Optimizers: only the sample tensors here; the .grad they step on is the conformance suite's."""
+    impls, generator = build(spec, dtype, SEED, device)
+    for sample in _samples(spec, device, dtype, size, generator):
+        for label, fn in (("reference", impls.reference), ("optimized", impls.optimized)):
+            for grad_mode in (True, False):
+                before = input_state(sample)
+                with torch.set_grad_enabled(grad_mode):
+                    fn(*sample.args, **sample.kwargs)
+                changes = input_changes(before, sample)
+                assert not changes, (f"{label} (grad mode {grad_mode}) changed its inputs: {'; '.join(changes)}\n"
+                                     + case_message(spec, sample, dtype, size, SEED, "inputs_unchanged"))
 
 
 def _error_cases():
