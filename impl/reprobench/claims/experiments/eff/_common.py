@@ -1,9 +1,18 @@
-"""Helpers shared by the EFF experiments: the head dim, FakeTensorMode costs, seeded q/k/v."""
+"""Helpers shared by the EFF experiments: the head dim, FakeTensorMode costs, seeded q/k/v, and the
+decisions several of them need (a ratio between the fastest of two groups of callables, the smallest of
+several estimates, a rule's slope drawn on a log-log figure)."""
 from __future__ import annotations
 
-import torch
+import math
+import statistics
+import time
+from typing import Callable, Mapping, Sequence
 
-from reprobench.measure import count_flops, fake_peak_tensor_bytes
+import torch
+from torch.utils.benchmark.utils.common import set_torch_threads
+
+from reprobench.measure import Decision, Estimate, Timing, count_flops, fake_peak_tensor_bytes
+from reprobench.measure import stats
 
 HEAD_DIM = 64  # the document's examples: dim 768, 12 heads
 
@@ -28,5 +37,103 @@ def _fake(make_call, flops: bool = True):
     return peak, count
 
 
-def _qkv(n, heads, g, requires_grad=False):
-    return [torch.randn(1, heads, n, HEAD_DIM, generator=g).requires_grad_(requires_grad) for _ in range(3)]
+def _qkv(n, heads, g, requires_grad=False, device=None):
+    """Seeded (1, heads, n, HEAD_DIM) q, k, v: drawn from the CPU generator `g`, then moved to `device`, so
+    every device sees the same values."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    return [torch.randn(1, heads, n, HEAD_DIM, generator=g).to(device).requires_grad_(requires_grad) for _ in range(3)]
+
+
+# --- decisions ---------------------------------------------------------------------------------------
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _measure_seconds(fn: Callable[[], object], number: int, device: torch.device) -> float:
+    """Seconds per call of `fn` over `number` back-to-back calls (device-synchronised)."""
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / number
+
+
+def decide_time_ratio(numerators: Mapping[str, Callable[[], object]], denominators: Mapping[str, Callable[[], object]],
+                      *, quantity: str, budget_s: float, device: torch.device, min_run_time: float = 0.05,
+                      threads: int = 1, at_least: float | None = None, at_most: float | None = None,
+                      between: tuple[float, float] | None = None,
+                      measure: Callable[[Callable[[], object], int], float] | None = None,
+                      clock: Callable[[], float] = time.perf_counter) -> tuple[Decision, dict[str, Timing]]:
+    """Decide (time of the fastest numerator) / (time of the fastest denominator) from paired rounds.
+
+    Each round times every callable once, one after the other, so a slow moment of the machine hits the
+    whole round and the round's ratio is one sample; rounds are added while undecided
+    (stats.sample_ratio_until_decided: 7, 14, 28 rounds, Bonferroni, `budget_s`). With one callable on
+    each side this is the plain speedup decide_speedup makes; the groups express "faster than all of
+    these" as one quantity. A round times each callable over a fixed count of calls chosen at warm-up to
+    last >= `min_run_time`, so a multi-second layer costs one call per round (blocked_autorange would
+    add an estimation call every round). `measure(fn, number)` replaces the wall clock in tests.
+    Returns the decision (noisy timings flagged) and each callable's Timing over the rounds.
+    """
+    if not numerators or not denominators:
+        raise ValueError("decide_time_ratio: numerators and denominators each need at least one callable")
+    overlap = set(numerators) & set(denominators)
+    if overlap:
+        raise ValueError(f"decide_time_ratio: a callable cannot be on both sides: {sorted(overlap)}")
+    if min_run_time <= 0:
+        raise ValueError(f"min_run_time must be > 0, got {min_run_time}")
+    callables = {**numerators, **denominators}
+    if measure is None:
+        def measure(fn, number):
+            return _measure_seconds(fn, number, device)
+    numbers = {}
+    with set_torch_threads(threads):
+        for name, fn in callables.items():  # warm-up call, then one timed call to size the per-round count
+            fn()
+            numbers[name] = max(1, math.ceil(min_run_time / max(measure(fn, 1), 1e-9)))
+        times: dict[str, list[float]] = {name: [] for name in callables}
+
+        def measure_round() -> tuple[float, float]:
+            for name, fn in callables.items():
+                times[name].append(measure(fn, numbers[name]))
+            return (min(times[name][-1] for name in numerators), min(times[name][-1] for name in denominators))
+
+        decision, _ = stats.sample_ratio_until_decided(measure_round, quantity=quantity, at_least=at_least,
+                                                       at_most=at_most, between=between, budget_s=budget_s,
+                                                       clock=clock)
+
+    def summarise(values: list[float]) -> Timing:
+        quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+        return Timing(median_s=statistics.median(values), iqr_s=quartiles[2] - quartiles[0], samples=len(values),
+                      threads=threads, round_medians=tuple(values))
+
+    timings = {name: summarise(values) for name, values in times.items()}
+    return stats.flag_noisy(decision, timings), timings
+
+
+def min_estimate(estimates: Sequence[Estimate]) -> Estimate:
+    """The smallest of several quantities ("all of these ratios are >= 1" is "their minimum is >= 1").
+
+    min is increasing in each argument, so [min of the lows, min of the highs] covers the true minimum
+    whenever every interval covers its own quantity: by Bonferroni, with probability at least
+    1 - Σ(1 - confidence_i).
+    """
+    if not estimates:
+        raise ValueError("min_estimate: need at least one estimate")
+    if len(estimates) == 1:
+        return estimates[0]
+    confidence = max(1.0 - sum(1.0 - e.confidence for e in estimates), 1e-12)
+    return Estimate(point=min(e.point for e in estimates), low=min(e.low for e in estimates),
+                    high=min(e.high for e in estimates), confidence=confidence,
+                    samples=min(e.samples for e in estimates),
+                    method=f"minimum of {len(estimates)} estimates, Bonferroni coverage")
+
+
+def draw_rule_slope(ax, sizes: Sequence[float], first_value: float, slope: float, label: str) -> None:
+    """Draw the rule's exponent as a dotted line through a series' first point on log-log axes, so a series
+    steeper than the line breaks the rule."""
+    ax.loglog([sizes[0], sizes[-1]], [first_value, first_value * (sizes[-1] / sizes[0]) ** slope], "k:", lw=1,
+              label=label)

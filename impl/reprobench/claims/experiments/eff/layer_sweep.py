@@ -1,10 +1,14 @@
-"""EFF-06 (efficiency table) and EFF-09 (crossover lengths): one timing sweep over full layers."""
+"""EFF-06 (efficiency table) and EFF-09 (crossover lengths) on the same full layers: paired-round time ratios
+decide both; a one-round sweep over n gives EFF-09's crossover lengths and figure."""
 from __future__ import annotations
 
 import torch
 
-from reprobench.claims.experiment import Outcome, RunContext, combine, experiment, pyplot, verdict_if
-from reprobench.measure import count_host_syncs, fit_exponent, peak_tensor_bytes, time_interleaved
+from reprobench.claims.experiment import Outcome, RunContext, experiment, pyplot
+from reprobench.claims.experiments.eff._common import decide_time_ratio, min_estimate
+from reprobench.measure import (count_host_syncs, decide, decide_speedup, fit_exponent, peak_tensor_bytes,
+                                time_interleaved)
+from reprobench.measure.stats import MIN_R2, fit_exponent_estimate
 from reprobench.registry import get, make_generator
 
 SWEEP_DIM, SWEEP_HEADS = 256, 4  # head dim 64 as in the document; 4 heads keep dense n=4096 affordable
@@ -15,33 +19,64 @@ VARIANTS = (  # label, component, overrides, quadratic in n
     ("Performer", "attention.performer", {"num_random_features": 256}, False),
     ("Mamba", "attention.mamba", {"state_size": 16, "expand_factor": 2.0}, False),
 )
+# EFF-06's speed column, fastest last: each decided pair is (slower row, faster row) by the table.
+SPEED_ORDER_PAIRS = (("Standard", "Strided"), ("Strided", "Local+Global"), ("Local+Global", "Performer"),
+                     ("Local+Global", "Mamba"))
+CLAIMED_PEAK_EXPONENT = {"Standard": 2.0, "Strided": 2.0, "Local+Global": 1.0, "Performer": 1.0, "Mamba": 1.0}
+EXPONENT_SLACK = 0.15
+STANDARD_WITHIN = 1.1  # EFF-09 (a): "standard below 512" holds if dense is within 10% of the fastest variant
 
 
-def _layer(name, overrides, g, which="optimized"):
+def _layer(name, overrides, g, device, which="optimized"):
     spec = get(name)
-    impls = spec.build(spec.config(overrides, bench=True), torch.device("cpu"), torch.float32, g)
+    impls = spec.build(spec.config(overrides, bench=True), device, torch.float32, g)
     return getattr(impls, which)
 
 
+_LAYER_CACHE: dict = {}
+
+
+def _layers(ctx: RunContext) -> dict:
+    """Every variant's optimized layer at dim 256, built once per (seed, device) for EFF-06 and EFF-09."""
+    key = (ctx.seed, str(ctx.device))
+    if key not in _LAYER_CACHE:
+        g = make_generator(ctx.seed)
+        layers = {}
+        for label, name, overrides, _ in VARIANTS:
+            extra = {"num_heads": SWEEP_HEADS} if name != "attention.mamba" else {}
+            layers[label] = _layer(name, dict(overrides, dim=SWEEP_DIM, **extra), g, ctx.device)
+        _LAYER_CACHE[key] = layers
+    return _LAYER_CACHE[key]
+
+
+def _input(ctx: RunContext, n: int, g) -> torch.Tensor:
+    return torch.randn(1, n, SWEEP_DIM, generator=g).to(ctx.device)
+
+
+def _forward(layer, x):
+    def call():
+        with torch.no_grad():
+            return layer(x)
+    return call
+
+
 def _sweep(ctx: RunContext, sizes, quad_max):
-    """Forward ms of every variant's optimized layer (dim 256) per n; quadratic ones only up to quad_max
-    (strided, a quarter of dense's cost, one size further)."""
-    g = make_generator(ctx.seed)
-    layers = {}
-    for label, name, overrides, _ in VARIANTS:
-        extra = {"num_heads": SWEEP_HEADS} if name != "attention.mamba" else {}
-        layers[label] = _layer(name, dict(overrides, dim=SWEEP_DIM, **extra), g)
+    """Forward ms of every variant's optimized layer (dim 256) per n, one interleaved round each (supporting
+    evidence: crossovers and the figure); quadratic ones only up to quad_max (strided, a quarter of dense's
+    cost, one size further)."""
+    layers = _layers(ctx)
+    g = make_generator(ctx.seed + 1)
     times = {label: {} for label in layers}
     for n in sizes:
-        x = torch.randn(1, n, SWEEP_DIM, generator=g)
+        x = _input(ctx, n, g)
         limit = {"Standard": quad_max, "Strided": 2 * quad_max}
-        calls = {label: (lambda layer=layer: layer(x)) for (label, _, _, quad), layer in zip(VARIANTS, layers.values())
+        calls = {label: _forward(layer, x) for (label, _, _, quad), layer in zip(VARIANTS, layers.values())
                  if not quad or n <= limit[label]}
         # Small sizes get >= 0.05 s of samples each (their noise is what moves crossovers); big ones one block.
-        with torch.no_grad():
-            for label, timing in time_interleaved(calls, rounds=1, min_run_time=0.05 if n <= 2048 else 0.01).items():
-                times[label][n] = timing.median_ms
-    return layers, times
+        timings = time_interleaved(calls, rounds=1, min_run_time=0.05 if n <= 2048 else 0.01, device=ctx.device)
+        for label, timing in timings.items():
+            times[label][n] = timing.median_ms
+    return times
 
 
 def _extrapolated(times: dict, sizes):
@@ -59,113 +94,191 @@ _SWEEP_CACHE: dict = {}
 
 
 def _cached_sweep(ctx):
-    key = (ctx.quick, ctx.seed)
+    key = (ctx.quick, ctx.seed, str(ctx.device))
     if key not in _SWEEP_CACHE:
         sizes = (256, 512, 1024, 2048) if ctx.quick else (256, 512, 1024, 2048, 4096, 8192, 16384)
         quad_max = 1024 if ctx.quick else sizes[-1]  # full run: every variant measured at every n, none extrapolated
-        layers, times = _sweep(ctx, sizes, quad_max)
-        _SWEEP_CACHE[key] = (sizes, layers, times)
+        _SWEEP_CACHE[key] = (sizes, _sweep(ctx, sizes, quad_max))
     return _SWEEP_CACHE[key]
 
 
 @experiment("EFF-06")
 def efficiency_table(ctx: RunContext) -> Outcome:
-    sizes, layers, times = _cached_sweep(ctx)
+    layers = _layers(ctx)
+    g = make_generator(ctx.seed + 2)
     n_cmp = 4096 if not ctx.quick else 1024
-    t = {label: times[label][n_cmp] for label in times if n_cmp in times[label]}
-    order_ok = (t["Standard"] > t["Strided"] > t["Local+Global"] > max(t["Performer"], t["Mamba"]))
-    # Memory column: the optimized layers' tensor-peak exponents (FakeTensorMode, dim 768, 12 heads).
-    claimed_mem = {"Standard": 2.0, "Strided": 2.0, "Local+Global": 1.0, "Performer": 1.0, "Mamba": 1.0}
+    x = _input(ctx, n_cmp, g)
+    measured = {"n_compared": n_cmp, "sweep_dim": SWEEP_DIM, "sweep_heads": SWEEP_HEADS}
+    decisions, fwd_ms = [], {}
+    for slower, faster in SPEED_ORDER_PAIRS:
+        decision, cmp = decide_speedup(_forward(layers[slower], x), _forward(layers[faster], x),
+                                       quantity=f"time_ratio_{slower}_over_{faster}_n{n_cmp}", at_least=1.0,
+                                       min_run_time=0.02 if ctx.quick else 0.05, budget_s=ctx.decision_budget_s,
+                                       device=ctx.device)
+        decisions.append(decision)
+        measured[f"time_ratio_{slower}_over_{faster}_n{n_cmp}"] = decision.estimate.point
+        fwd_ms.setdefault(slower, cmp.baseline.median_ms)
+        fwd_ms.setdefault(faster, cmp.candidate.median_ms)
+    measured.update({f"{label}_fwd_ms_n{n_cmp}": fwd_ms[label] for label, *_ in VARIANTS})
+    # Memory column: the optimized layers' tensor-peak exponents (tensor bytes, deterministic; real tensors).
     mem_sizes = (512, 1024) if ctx.quick else (1024, 2048, 4096)
-    measured = {"n_compared": n_cmp, "sweep_dim": SWEEP_DIM, "sweep_heads": SWEEP_HEADS,
-                **{f"{label}_fwd_ms_n{n_cmp}": v for label, v in t.items()}}
-    mem_ok = []
-    g = make_generator(ctx.seed)
-    for label, _, _, _ in VARIANTS:
+    for label, *_ in VARIANTS:
         peaks = []
         for n in mem_sizes:
-            x = torch.randn(1, n, SWEEP_DIM, generator=g)
+            xm = _input(ctx, n, g)
             with torch.no_grad():
-                peaks.append(peak_tensor_bytes(lambda: layers[label](x)).peak_bytes)
-        exponent = fit_exponent(mem_sizes, peaks).exponent
-        measured[f"{label}_optimized_peak_exponent"] = exponent
-        mem_ok.append(exponent <= claimed_mem[label] + 0.15)
+                peaks.append(peak_tensor_bytes(lambda: layers[label](xm)).peak_bytes)
+        fit = fit_exponent_estimate(mem_sizes, peaks, deterministic=True)
+        decisions.append(decide(f"{label}_optimized_peak_exponent", fit.estimate,
+                                at_most=CLAIMED_PEAK_EXPONENT[label] + EXPONENT_SLACK, min_r2=MIN_R2))
+        measured[f"{label}_optimized_peak_exponent"] = fit.exponent
         with torch.no_grad():
-            measured[f"{label}_host_syncs_fwd"] = count_host_syncs(lambda: layers[label](x))
-    measured["speed_order_matches_table"] = int(order_ok)
-    verdict = combine(verdict_if(order_ok), verdict_if(all(mem_ok)))
-    ranking = " < ".join(f"{label} {v:.0f} ms" for label, v in sorted(t.items(), key=lambda kv: kv[1]))
+            measured[f"{label}_host_syncs_fwd"] = count_host_syncs(lambda: layers[label](xm))
+    ranking = " < ".join(f"{label} {v:.0f} ms" for label, v in sorted(fwd_ms.items(), key=lambda kv: kv[1]))
+    pairs = "; ".join(d.describe() for d in decisions[:len(SPEED_ORDER_PAIRS)])
     return Outcome(
-        verdict=verdict,
+        decisions=decisions,
+        headline=f"time_ratio_Local+Global_over_Performer_n{n_cmp}",
         claimed="Efficiency table: Standard slow < Strided medium < Local+Global fast < Performer, Mamba very fast; "
                 "memory O(n²) / O(n²/k) / O(n·w) / O(n) / O(n)",
         measured=measured,
-        rule=f"speed part holds if forward times at n={n_cmp} order Standard > Strided > Local+Global > max(Performer, "
-             "Mamba); memory part holds if every optimized layer's tensor-peak exponent is <= its row's claimed "
-             "exponent + 0.15 (2, 2, 1, 1, 1); combined",
+        rule=f"Speed column (the table's words are about speed, so time decides): at n={n_cmp}, four paired-round "
+             f"time ratios (median of round ratios, order-statistic interval, rounds added while undecided), each "
+             f">= 1: Standard/Strided, Strided/Local+Global, Local+Global/Performer, Local+Global/Mamba (the order "
+             f"Standard > Strided > Local+Global > max(Performer, Mamba)); memory column (tensor bytes, deterministic): "
+             f"every optimized layer's tensor-peak exponent <= its row's claimed exponent + {EXPONENT_SLACK} (2, 2, 1, "
+             f"1, 1), log-log fit with r² >= {MIN_R2}. Each holds if its whole interval passes, fails if wholly "
+             f"below, else inconclusive; all hold -> holds, all decisive fail -> fails, a mix -> partial, an undecided "
+             f"one keeps it from holds",
         evidence=f"Optimized full layers, dim {SWEEP_DIM}, {SWEEP_HEADS} heads x 64, fp32 forward, 1 thread, n={n_cmp}: "
-                 f"{ranking}. Inference tensor-peak exponents of the same layers over n={mem_sizes[0]}..{mem_sizes[-1]}.",
+                 f"{ranking}; {pairs}. Inference tensor-peak exponents of the same layers over "
+                 f"n={mem_sizes[0]}..{mem_sizes[-1]}.",
     )
+
+
+def _crossovers(full: dict, sizes) -> dict:
+    """The smallest n from which each variant stays faster than dense at every larger n (a single noisy point
+    below the line does not count); None when it never does within the sweep."""
+    dense = full["Standard"]
+    crossovers = {}
+    for label in full:
+        if label != "Standard":
+            stays = [n for i, n in enumerate(sizes) if all(full[label][m] < dense[m] for m in sizes[i:])]
+            crossovers[label] = stays[0] if stays else None
+    return crossovers
+
+
+def _all_faster(ctx: RunContext, n: int, slower: tuple[str, ...], faster: tuple[str, ...], quantity: str):
+    """"The fastest of `faster` beats each of `slower` at n", as the smallest of the ratios
+    time(slower_i) / time(fastest of `faster`) (min_estimate), each from paired rounds. The cheapest
+    comparison goes first and the rest are timed only while every part so far holds: once one part is
+    undecided or fails the conjunction cannot hold, and timing dense at n=16384 seven times would not change that.
+    """
+    layers = _layers(ctx)
+    x = _input(ctx, n, make_generator(ctx.seed + n))
+    parts, timed = [], []
+    for label in slower:
+        part, _ = decide_time_ratio({label: _forward(layers[label], x)},
+                                    {f: _forward(layers[f], x) for f in faster}, quantity=f"{quantity}[{label}]",
+                                    at_least=1.0, budget_s=ctx.decision_budget_s, device=ctx.device,
+                                    min_run_time=0.05 if n <= 2048 else 0.01)
+        parts.append(part)
+        timed.append(label)
+        if part.outcome != "holds":
+            break
+    skipped = [label for label in slower if label not in timed]
+    note = "; ".join(f"{p.quantity}: {p.outcome}" + (f" ({p.note})" if p.note else "") for p in parts)
+    if skipped:
+        note += f"; not timed (the conjunction cannot hold once a part does not): {', '.join(skipped)}"
+    rounds = sum(p.extra.get("rounds", 0) for p in parts)
+    return decide(quantity, min_estimate([p.estimate for p in parts]), at_least=1.0, note=note,
+                  extra={"rounds": rounds, "parts_timed": timed})
 
 
 @experiment("EFF-09")
 def crossover_lengths(ctx: RunContext) -> Outcome:
     plt = pyplot()
-    sizes, _, times = _cached_sweep(ctx)
+    sizes, times = _cached_sweep(ctx)
     full, flagged = _extrapolated(times, sizes)
-    dense = full["Standard"]
-    crossovers = {}
-    for label in full:
-        if label == "Standard":
-            continue
-        # The crossover: the smallest n from which the variant stays faster than dense at every larger n
-        # (a single noisy point below the line does not count).
-        stays = [n for i, n in enumerate(sizes) if all(full[label][m] < dense[m] for m in sizes[i:])]
-        crossovers[label] = stays[0] if stays else None
-    measured = {"dim": SWEEP_DIM, "heads": SWEEP_HEADS, "sizes_max": sizes[-1],
-                **{f"crossover_n_{label}": (c if c is not None else f"> {sizes[-1]}") for label, c in crossovers.items()},
-                **{f"{label}_ms_n{n}": round(full[label][n], 2) for label in full for n in sizes},
-                "extrapolated_points": "; ".join(f"{label}: {ns}" for label, ns in flagged.items() if ns) or "none"}
-    small, mid, big = sizes[0], 2048 if 2048 in sizes else sizes[-1], sizes[-1]
-    others_small = min(full[label][small] for label in full if label != "Standard")
-    part_a = dense[small] <= 1.1 * others_small  # standard best below 512
-    best_sparse_mid = min(full["Strided"][mid], full["Local+Global"][mid])
-    part_b = best_sparse_mid < dense[mid] and best_sparse_mid <= min(full["Performer"][mid], full["Mamba"][mid])
-    best_linear_big = min(full["Performer"][big], full["Mamba"][big])
-    part_c = best_linear_big < min(dense[big], full["Strided"][big], full["Local+Global"][big])
-    measured.update(standard_best_at_smallest_n=int(part_a), sparse_best_at_2048=int(part_b),
-                    linear_best_at_largest_n=int(part_c))
+    crossovers = _crossovers(full, sizes)
+    measured = {"dim": SWEEP_DIM, "heads": SWEEP_HEADS, "sizes_max": sizes[-1]}
+    for label, c in crossovers.items():
+        measured[f"crossover_n_{label}"] = c
+        measured[f"crossover_n_{label}_note"] = ("first n from which it stays faster than dense" if c is not None
+                                                 else f"beyond the sweep (> {sizes[-1]})")
+    measured.update({f"{label}_ms_n{n}": round(full[label][n], 2) for label in full for n in sizes})
+    measured["extrapolated_points"] = "; ".join(f"{label}: {ns}" for label, ns in flagged.items() if ns) or "none"
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    small, mid, big = sizes[0], 2048 if 2048 in sizes else sizes[-1], sizes[-1]
+    layers = _layers(ctx)
+    others = [label for label, *_ in VARIANTS if label != "Standard"]
+    x_small = _input(ctx, small, make_generator(ctx.seed + small))
+    part_a, _ = decide_time_ratio({label: _forward(layers[label], x_small) for label in others},
+                                  {"Standard": _forward(layers["Standard"], x_small)},
+                                  quantity=f"fastest_variant_over_standard_n{small}", at_least=1 / STANDARD_WITHIN,
+                                  budget_s=ctx.decision_budget_s, device=ctx.device, min_run_time=0.05)
+    x_mid = _input(ctx, mid, make_generator(ctx.seed + mid))
+    part_b, _ = decide_time_ratio({label: _forward(layers[label], x_mid) for label in ("Standard", "Performer", "Mamba")},
+                                  {label: _forward(layers[label], x_mid) for label in ("Strided", "Local+Global")},
+                                  quantity=f"fastest_of_standard_linear_over_fastest_sparse_n{mid}", at_least=1.0,
+                                  budget_s=ctx.decision_budget_s, device=ctx.device, min_run_time=0.05)
+    part_c = _all_faster(ctx, big, ("Local+Global", "Strided", "Standard"), ("Performer", "Mamba"),
+                         quantity=f"each_other_over_fastest_linear_n{big}")
+    decisions = [part_a, part_b, part_c]
+    measured.update({d.quantity: d.estimate.point for d in decisions})
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    ax = axes[0]
     for label in full:
         real = [n for n in sizes if n not in flagged[label]]
         line, = ax.loglog(real, [full[label][n] for n in real], "o-", label=label)
         if flagged[label]:
             ext = [real[-1]] + flagged[label]
             ax.loglog(ext, [full[label][n] for n in ext], "--", color=line.get_color(), alpha=0.6)
-    ax.axvspan(sizes[0], 512, alpha=0.06, color="k")
-    ax.axvspan(2048, sizes[-1], alpha=0.06, color="b")
+    judged = {}
+    for n, tag in ((small, "a"), (mid, "b"), (big, "c")):
+        judged.setdefault(n, []).append(tag)
+    for n, tags in judged.items():
+        ax.axvline(n, color="r", ls=":", lw=1)
+        ax.annotate(f"rule ({', '.join(tags)})", (n, ax.get_ylim()[1]), fontsize=7, color="r", ha="center", va="top")
     ax.set(xlabel="sequence length n", ylabel="forward ms (1 thread, batch 1)",
-           title=f"optimized layers, dim {SWEEP_DIM}, {SWEEP_HEADS} heads x 64 (dashed: extrapolated)")
+           title=f"optimized layers, dim {SWEEP_DIM}, {SWEEP_HEADS} heads x 64 (one round; dashed: extrapolated)")
     ax.legend(fontsize=8)
+    ax = axes[1]
+    for i, d in enumerate(decisions):
+        est = d.estimate
+        ax.errorbar([i], [est.point], yerr=[[est.point - est.low], [est.high - est.point]], fmt="o", capsize=5)
+        ax.plot([i - 0.3, i + 0.3], [d.threshold] * 2, "r--", label=f"rule: >= threshold" if i == 0 else None)
+    ax.set_xticks(range(3), [f"(a) n={small}\n>= {1 / STANDARD_WITHIN:.3f}", f"(b) n={mid}\n>= 1", f"(c) n={big}\n>= 1"])
+    ax.set(ylabel="time ratio (paired rounds, interval)", title="decided ratios")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(ctx.figure_path("eff09_crossover.png"), dpi=90)
     plt.close(fig)
-    cross_text = ", ".join(f"{label} n={c}" if c else f"{label} none <= {sizes[-1]}" for label, c in crossovers.items())
+    cross_text = ", ".join(f"{label} n={c}" if c is not None else f"{label} none <= {sizes[-1]}"
+                           for label, c in crossovers.items())
     return Outcome(
-        verdict=combine(verdict_if(part_a), verdict_if(part_b), verdict_if(part_c)),
+        decisions=decisions,
+        headline=part_c.quantity,
         claimed="Guidance: standard below 512 tokens, strided / local+global for 512-2048, Performer / Mamba above 2048",
         measured=measured,
-        rule=f"three parts: standard holds if dense is within 10% of the fastest variant at n={small}; strided/local+global "
-             f"holds if the faster of them beats dense and both linear variants at n={mid}; Performer/Mamba holds if the "
-             f"faster of them beats dense, strided and local+global at n={big}; combined",
+        rule=f"Guidance on speed, so time decides, from paired interleaved rounds (each round times every layer "
+             f"involved once; the round's ratio is one sample; median with an order-statistic interval, rounds added "
+             f"while undecided). (a) standard at n={small}: time(fastest other variant) / time(dense) >= "
+             f"{1 / STANDARD_WITHIN:.3f} (dense within 10% of the fastest); (b) strided/local+global at n={mid}: "
+             f"time(fastest of dense, Performer, Mamba) / time(faster of strided, local+global) >= 1; (c) "
+             f"Performer/Mamba at n={big}: for each of local+global, strided, dense, time(it) / time(faster of "
+             f"Performer, Mamba) >= 1, decided as their minimum (Bonferroni), timed in that order and stopped at the "
+             f"first part that does not hold. Each holds if its whole interval passes, fails if wholly below, else "
+             f"inconclusive; all hold -> holds, all decisive fail -> fails, a mix -> partial, an undecided one keeps "
+             f"it from holds. Crossover lengths come from a one-round sweep and are supporting evidence",
         evidence=f"Optimized full layers (dim {SWEEP_DIM}, {SWEEP_HEADS} heads x 64; Mamba d_inner 512, state 16), fp32 "
-                 f"forward, batch 1, 1 thread, n={sizes[0]}..{sizes[-1]}; "
+                 f"forward, batch 1, 1 thread, sweep n={sizes[0]}..{sizes[-1]}; "
                  + (f"dense measured to {max(times['Standard'])}, strided to {max(times['Strided'])}, extrapolated beyond "
                     f"with the exponent fitted to their last three points. "
                     if any(flagged.values()) else "every variant measured at every n. ")
-                 + f"First n from which each stays faster than dense: {cross_text}. Single-round timings on a "
-                 f"shared 2-core machine: crossovers move by one size between runs.",
+                 + f"First n from which each stays faster than dense: {cross_text}. Decided: "
+                 + "; ".join(d.describe() for d in decisions) + ".",
         figures=["eff09_crossover.png"],
         deviations=[f"Sweep at dim {SWEEP_DIM} / {SWEEP_HEADS} heads instead of 768 / 12 to fit the time budget; "
                     "attention-core costs scale with the head count, so crossovers move little, but the projections' "
