@@ -17,6 +17,7 @@ from reprobench.optim.fam_handlers import HANDLER_NAMES, band_matrix, band_range
 from reprobench.optim.fam_reference import FAMOptimizer, SparseGradientError, add_handlers_to_groups
 from reprobench.optim.fam_schedulers import FAMScheduler, FAMScheduler2, reference_lrs, warmup_cosine
 from reprobench.optim.simple_fam import SimpleFAM, SimpleFAMFast
+from reprobench.registry import get
 
 PAIRS = [(FAMOptimizer, FAM), (CorrectedFAMOptimizer, CorrectedFAM)]
 SHAPES = st.sampled_from([(0,), (7,), (50,), (12, 9), (3, 4, 5), (130, 90), (10020,), (8, 4, 3, 3)])
@@ -314,3 +315,99 @@ def test_scheduler_edge_cases():
     # past the end the cosine comes back up (not held at eta_min)
     lrs = reference_lrs(lambda o: FAMScheduler(o, 2, 10), 0.1, 15, torch.float64, "cpu")
     assert lrs[14] > lrs[10] + 1e-3
+
+
+SCHEDULER_TOLERANCES = {torch.float64: dict(atol=1e-12, rtol=1e-10), torch.float32: dict(atol=1e-8, rtol=1e-4),
+                        torch.float16: dict(atol=1e-7, rtol=2e-3), torch.bfloat16: dict(atol=1e-8, rtol=1.6e-2)}
+
+
+@st.composite
+def scheduler_cases(draw):
+    """A registered scheduler with a random config, and epochs with any offset (negative and past
+    the end too), any real dtype, fractional or whole, 0-d, 1-d or 2-d."""
+    name = draw(st.sampled_from(["optim.fam_scheduler", "optim.fam_scheduler2"]))
+    warmup, extra = draw(st.integers(0, 12)), draw(st.integers(1, 40))
+    base = draw(st.floats(1e-4, 1.0))
+    if name == "optim.fam_scheduler":
+        config = dict(base_lr=base, warmup_epochs=warmup, max_epochs=warmup + extra, warmup_start_lr=1e-8, eta_min=1e-8)
+    else:
+        decay = draw(st.none() | st.integers(warmup, warmup + 10))
+        total = (warmup if decay is None else decay) + extra
+        config = dict(base_lr=base, warmup_steps=warmup, total_steps=total, decay_start_step=decay,
+                      warmup_start_lr=1e-6, eta_min=1e-6)
+    dtype = draw(st.sampled_from([torch.int32, torch.int64, torch.float16, torch.bfloat16, torch.float32, torch.float64]))
+    offset = draw(st.integers(-20, 200))
+    n = draw(st.integers(1, 30))
+    epochs = torch.arange(offset, offset + n, dtype=torch.float64)
+    if dtype.is_floating_point and draw(st.booleans(), label="fractional"):
+        epochs = epochs + torch.rand(n, dtype=torch.float64, generator=torch.Generator().manual_seed(draw(st.integers(0, 99))))
+    epochs = epochs[torch.randperm(n, generator=torch.Generator().manual_seed(n))].to(dtype)
+    shape = draw(st.sampled_from(["1d", "2d", "0d"]))
+    epochs = epochs[:1].reshape(()) if shape == "0d" else epochs.reshape(1, n) if shape == "2d" else epochs
+    return name, config, epochs
+
+
+@given(case=scheduler_cases())
+@example(case=("optim.fam_scheduler", dict(base_lr=0.1, warmup_epochs=5, max_epochs=20, warmup_start_lr=1e-8,
+                                            eta_min=1e-8), torch.arange(5, 10, dtype=torch.float64)))
+@example(case=("optim.fam_scheduler2", dict(base_lr=0.1, warmup_steps=4, total_steps=20, decay_start_step=8,
+                                             warmup_start_lr=1e-6, eta_min=1e-6), torch.arange(0, 10)))
+def test_scheduler_twins_agree_on_any_epochs(case):
+    """The lr of epoch e is the document's get_lr() at last_epoch = e (impl/reprobench/optim/fam_schedulers.py):
+    both twins read the epochs' values (not their positions), keep their shape, give lrs in the
+    epochs' float dtype (the default one for integer epochs) and NaN where no lr is defined."""
+    name, config, epochs = case
+    spec = get(name)
+    impls = spec.build(config, torch.device("cpu"), torch.float64, torch.Generator().manual_seed(0))
+    ref, opt = impls.reference(epochs), impls.optimized(epochs)
+    lr_dtype = epochs.dtype if epochs.is_floating_point() else torch.get_default_dtype()
+    for out in (ref, opt):
+        assert out.dtype == lr_dtype and out.shape == epochs.shape
+    undefined = ~torch.isfinite(epochs.double()) | (epochs.double() < 0)
+    assert torch.equal(ref.isnan(), undefined) and torch.equal(opt.isnan(), undefined)
+    tol = dict(SCHEDULER_TOLERANCES[lr_dtype])
+    # The closed form runs in at least float32. Its rounding error grows with the epoch's magnitude
+    # times the schedule's steepest slope, while the reference computes in float64.
+    warmup = config.get("warmup_epochs", config.get("warmup_steps"))
+    total = config.get("max_epochs", config.get("total_steps"))
+    decay = warmup if config.get("decay_start_step") is None else config["decay_start_step"]
+    slope = max(config["base_lr"] / max(warmup, 1), math.pi * config["base_lr"] / (2 * (total - decay)))
+    largest = float(epochs.double()[~undefined].abs().max()) if (~undefined).any() else 0.0
+    tol["atol"] += 4 * torch.finfo(torch.promote_types(lr_dtype, torch.float32)).eps * (1 + largest) * slope
+    torch.testing.assert_close(opt, ref, equal_nan=True, **tol)
+    # values, not positions: the whole-number epochs equal a training loop stepped that many times
+    whole = epochs.double()[~undefined & (epochs.double() == epochs.double().round())]
+    if whole.numel():
+        make = (lambda o: FAMScheduler(o, **{k: v for k, v in config.items() if k != "base_lr"})) \
+            if name == "optim.fam_scheduler" else (lambda o: FAMScheduler2(o, **{k: v for k, v in config.items() if k != "base_lr"}))
+        stepped = reference_lrs(make, config["base_lr"], int(whole.max()) + 1, torch.float64, "cpu")
+        torch.testing.assert_close(ref.double()[~undefined & (epochs.double() == epochs.double().round())],
+                                   stepped[whole.long()].to(lr_dtype).double(), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["optim.fam_scheduler", "optim.fam_scheduler2"])
+@pytest.mark.parametrize("epochs, error, match", [
+    (torch.tensor([True, False]), TypeError, r"epochs must hold real numbers.*bool"),
+    (torch.zeros(3, dtype=torch.complex64), TypeError, r"epochs must hold real numbers.*complex64"),
+    (torch.zeros(3, device="meta"), ValueError, r"epochs must be on a device with data"),
+    (torch.arange(3).to_sparse(), TypeError, r"epochs must be a dense"),
+    ([0, 1, 2], TypeError, r"epochs must be a torch.Tensor"),
+])
+def test_scheduler_twins_reject_what_has_no_epochs(name, epochs, error, match):
+    spec = get(name)
+    impls = spec.build(spec.config(), torch.device("cpu"), torch.float64, torch.Generator().manual_seed(0))
+    for twin in (impls.reference, impls.optimized):
+        with pytest.raises(error, match=match):
+            twin(epochs)
+
+
+@pytest.mark.parametrize("name, overrides, match", [
+    ("optim.fam_scheduler", dict(max_epochs=5), r"max_epochs must be greater than warmup_epochs"),
+    ("optim.fam_scheduler2", dict(total_steps=8), r"total_steps must be greater than decay_start_step"),
+    ("optim.fam_scheduler2", dict(decay_start_step=None, warmup_steps=20), r"total_steps must be greater than warmup_steps"),
+])
+def test_scheduler_configs_the_reference_cannot_run_are_rejected(name, overrides, match):
+    """The document divides by zero when the cosine phase has no length; neither twin takes that config."""
+    spec = get(name)
+    with pytest.raises(ValueError, match=match):
+        spec.build(spec.config(overrides), torch.device("cpu"), torch.float64, torch.Generator().manual_seed(0))

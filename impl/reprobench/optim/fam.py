@@ -23,9 +23,10 @@ from __future__ import annotations
 import torch
 
 from reprobench.optim.fam_handlers import band_matrix
-from reprobench.optim.fam_reference import FAMOptimizer, SparseGradientError, add_handlers_to_groups, check_fam_args, \
-    check_handlers, default_generator, load_state_dict_with_generator, state_dict_with_generator
-from reprobench.optim.fam_runs import optimizer_error_inputs, optimizer_samples, run_steps
+from reprobench.optim.fam_reference import FAMOptimizer, add_handlers_to_groups, check_fam_args, check_fam_group, \
+    check_generator, check_handlers, default_generator, load_state_dict_with_generator, state_dict_with_generator
+from reprobench.optim.optimizer_checks import CheckedOptimizer, check_dense_gradient, params_list
+from reprobench.optim.fam_runs import OptimizerRun, optimizer_error_inputs, optimizer_samples
 from reprobench.registry import ComponentSpec, Implementations, Tolerance, register
 
 
@@ -57,7 +58,7 @@ def _foreach(name, foreach, *lists, **kwargs):
             getattr(args[0], name)(*args[1:], **kwargs)
 
 
-class FAM(torch.optim.Optimizer):
+class FAM(CheckedOptimizer):
     """FAM(params, lr, alpha, beta, eps, weight_decay, n_bands, fam_start_step, layer_boost, min_size,
     *, generator=None, foreach=None): FAMOptimizer's update, batched; no debug dumps."""
 
@@ -66,7 +67,9 @@ class FAM(torch.optim.Optimizer):
     def __init__(self, params, lr=1e-3, alpha=0.9, beta=0.99, eps=1e-8, weight_decay=0, n_bands=8,
                  fam_start_step=100, layer_boost=True, min_size=256, *, generator: torch.Generator | None = None,
                  foreach: bool | None = None):
+        params = params_list(params)
         check_fam_args(lr, alpha, beta, eps, weight_decay, n_bands, fam_start_step, min_size)
+        check_generator(generator)
         defaults = dict(lr=lr, alpha=alpha, beta=beta, eps=eps, weight_decay=weight_decay, n_bands=n_bands,
                         fam_start_step=fam_start_step, layer_boost=layer_boost, min_size=min_size)
         groups = self._add_handlers_to_groups(params)
@@ -81,9 +84,16 @@ class FAM(torch.optim.Optimizer):
         return add_handlers_to_groups(params)
 
     def add_param_group(self, param_group):
-        param_group.setdefault("handler", "default")  # as the reference's group.get('handler', 'default')
-        check_handlers([param_group])
+        if isinstance(param_group, dict):
+            param_group.setdefault("handler", "default")  # as the reference's group.get('handler', 'default')
         super().add_param_group(param_group)
+
+    def check_group(self, group):
+        check_fam_group(group)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._matrices = {}  # a cache, rebuilt on demand
 
     def _band_matrix(self, kind, n_freqs, n_bands, device):
         key = (kind, n_freqs, n_bands, device)
@@ -115,8 +125,7 @@ class FAM(torch.optim.Optimizer):
         if not params:
             return
         for p in params:
-            if p.grad.is_sparse:
-                raise SparseGradientError("FAMOptimizer does not support sparse gradients")
+            check_dense_gradient(p.grad, type(self).__name__)
         states = [self.state[p] for p in params]
         for p, state in zip(params, states):
             if not state:  # lazy state, as torch.optim does
@@ -192,17 +201,8 @@ def make_fam_pair(reference_cls, optimized_cls):
         if handler is not None:
             check_handlers([{"handler": handler}])
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-
-        def runner(cls, **extra):
-            def make(groups):
-                if handler is not None:
-                    for g in groups:
-                        g["handler"] = handler
-                return cls(groups, **config, generator=torch.Generator(device=device).manual_seed(seed), **extra)
-
-            return lambda *tensors, missing=(): run_steps(make, *tensors, missing=missing)
-
-        return Implementations(reference=runner(reference_cls), optimized=runner(optimized_cls))
+        return Implementations(*(OptimizerRun(cls, config, handler, seed, str(device), config["fam_start_step"] + 1)
+                                 for cls in (reference_cls, optimized_cls)))
 
     return build
 

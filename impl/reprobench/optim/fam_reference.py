@@ -16,6 +16,10 @@ in the FAM claims' `deviations`):
 3. Arguments are checked up front (ValueError/TypeError naming the argument); an unknown handler
    name fails at construction instead of as a KeyError inside ``step``; sparse gradients raise
    :class:`SparseGradientError` (a RuntimeError as in the document, and a TypeError).
+4. torch.optim conformance (impl/reprobench/optim/optimizer_checks.py): a bare tensor or an empty
+   ``params`` is rejected as torch rejects it; complex, integer and 'meta' parameters are rejected;
+   every group's hyperparameters are checked when it is added; deepcopy and pickle keep the handlers,
+   the generator and the debug settings.
 Everything else — handler selection, the try/except fallback, the debug JSON dumps, the unused
 ``layer_boost`` argument (stored in the groups, never read) — is as written.
 """
@@ -29,33 +33,35 @@ from datetime import datetime
 import torch
 
 from reprobench.optim.fam_handlers import HANDLER_NAMES, document_handlers
+from reprobench.optim.optimizer_checks import CheckedOptimizer, SparseGradientError, check_dense_gradient, check_int, \
+    check_number, params_list
+
+__all__ = ["FAMOptimizer", "SparseGradientError", "add_handlers_to_groups", "check_fam_args", "check_handlers"]
 
 log = logging.getLogger(__name__)
 
 
-class SparseGradientError(TypeError, RuntimeError):
-    """Raised for sparse gradients: RuntimeError as in the document, TypeError as bad input."""
-
-
-def _check_number(value, name, low, high=None, high_open=True):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if value < low or (high is not None and (value >= high if high_open else value > high)):
-        bound = f"in [{low}, {high})" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-
-
 def check_fam_args(lr, alpha, beta, eps, weight_decay, n_bands=1, fam_start_step=0, min_size=0):
-    _check_number(lr, "lr", 0.0)
-    _check_number(eps, "eps", 0.0)
-    _check_number(weight_decay, "weight_decay", 0.0)
-    _check_number(alpha, "alpha", 0.0, 1.0)
-    _check_number(beta, "beta", 0.0, 1.0)
-    for value, name, low in ((n_bands, "n_bands", 1), (fam_start_step, "fam_start_step", 0), (min_size, "min_size", 0)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__} {value!r}")
-        if value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value}")
+    check_number(lr, "lr", 0.0)
+    check_number(eps, "eps", 0.0)
+    check_number(weight_decay, "weight_decay", 0.0)
+    check_number(alpha, "alpha", 0.0, 1.0)
+    check_number(beta, "beta", 0.0, 1.0)
+    check_int(n_bands, "n_bands", 1)
+    check_int(fam_start_step, "fam_start_step", 0)
+    check_int(min_size, "min_size", 0)
+
+
+def check_fam_group(group: dict) -> None:
+    """A FAM parameter group with its defaults filled in: every hyperparameter and the handler."""
+    check_fam_args(*(group[k] for k in ("lr", "alpha", "beta", "eps", "weight_decay", "n_bands", "fam_start_step",
+                                        "min_size")))
+    check_handlers([group])
+
+
+def check_generator(generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
 
 
 def check_handlers(param_groups):
@@ -98,20 +104,32 @@ def state_dict_with_generator(optimizer) -> dict:
 
 
 def load_state_dict_with_generator(optimizer, state_dict) -> None:
+    """torch.optim's load_state_dict, then the generator's state. String state values (the reference's
+    ``param_name``) are put back as saved: torch's loader rebuilds every non-tensor iterable with
+    ``type(value)(generator)``, which turns a str into "<generator object ...>"."""
     state_dict = dict(state_dict)
     generator_state = state_dict.pop("generator_state", None)
     torch.optim.Optimizer.load_state_dict(optimizer, state_dict)
+    saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for saved_id, p in zip(saved_ids, params):
+        for key, value in state_dict["state"].get(saved_id, {}).items():
+            if isinstance(value, str):
+                optimizer.state[p][key] = value
     if generator_state is not None:
         optimizer.generator.set_state(generator_state)
 
 
-class FAMOptimizer(torch.optim.Optimizer):
+class FAMOptimizer(CheckedOptimizer):
     """Frequency-Adaptive Momentum optimizer with parameter-specific handlers (the document's)."""
 
     def __init__(self, params, lr=1e-3, alpha=0.9, beta=0.99, eps=1e-8, weight_decay=0, n_bands=8,
                  fam_start_step=100, layer_boost=True, min_size=256, debug=False, debug_dir='./fam_debug',
                  debug_interval=1000, *, generator: torch.Generator | None = None):
+        params = params_list(params)
         check_fam_args(lr, alpha, beta, eps, weight_decay, n_bands, fam_start_step, min_size)
+        check_generator(generator)
+        check_int(debug_interval, "debug_interval", 1)
         defaults = dict(lr=lr, alpha=alpha, beta=beta, eps=eps, weight_decay=weight_decay, n_bands=n_bands,
                         fam_start_step=fam_start_step, layer_boost=layer_boost, min_size=min_size)
         self.debug = debug
@@ -139,6 +157,9 @@ class FAMOptimizer(torch.optim.Optimizer):
 
     def _make_handlers(self):
         return document_handlers()
+
+    def check_group(self, group):
+        check_fam_group(group)
 
     def _add_handlers_to_groups(self, params):
         return add_handlers_to_groups(params)
@@ -204,8 +225,7 @@ class FAMOptimizer(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 grad = p.grad
-                if grad.is_sparse:
-                    raise SparseGradientError('FAMOptimizer does not support sparse gradients')
+                check_dense_gradient(grad, 'FAMOptimizer')
                 state = self.state[p]
                 if len(state) == 0:
                     state['step'] = 0

@@ -6,11 +6,18 @@ whose parameter groups exercise every path of the FAM family: a conv group, an a
 with a >10000-element matrix (64 x 64 sub-block sampling), an embedding group with a >10000-element
 vector (1000-element sampling), a default group with different lr/alpha, a small (<= min_size)
 tensor, an empty tensor, a frozen parameter, and gradients that are None at some steps.
+
+Each twin is an :class:`OptimizerRun`: the registry calls it, and the torch.optim conformance suite
+(suites/properties/test_optimizer_conformance.py) builds the optimizer itself with ``make``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
 import torch
 
+from reprobench.optim.optimizer_checks import check_parameter
 from reprobench.registry import ErrorInput, SampleInput
 
 # (group options, [(name, shape, requires_grad)])
@@ -38,9 +45,37 @@ def make_groups(params: list[torch.Tensor], layout=LAYOUT) -> list[dict]:
     return groups
 
 
+def check_run_inputs(tensors, missing, n_params: int = len(SHAPES)) -> None:
+    """What run_steps takes, checked before any step: a clear error instead of torch's
+    grad-assignment errors (``assigned grad has data of a different size``) from inside the loop."""
+    if len(tensors) != 2 * n_params:
+        raise ValueError(f"tensors must be {n_params} initial parameters followed by {n_params} gradient sequences "
+                         f"(the layout in reprobench.optim.fam_runs), got {len(tensors)} tensors")
+    for i, t in enumerate(tensors):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"tensors[{i}] must be a torch.Tensor, got {type(t).__name__}")
+    inits, grad_seqs = tensors[:n_params], tensors[n_params:]
+    for i, (p, g) in enumerate(zip(inits, grad_seqs)):
+        check_parameter(p, f"params[{i}]")
+        if g.dtype != p.dtype:
+            raise TypeError(f"grads[{i}] must have params[{i}]'s dtype {p.dtype}, got {g.dtype}")
+        if g.device != p.device:
+            raise ValueError(f"grads[{i}] must be on params[{i}]'s device {p.device}, got {g.device}")
+        if g.dim() != p.dim() + 1 or g.shape[1:] != p.shape:
+            raise ValueError(f"grads[{i}] must have shape (steps, *params[{i}].shape) = (steps, "
+                             f"{', '.join(map(str, p.shape))}), got {tuple(g.shape)}")
+        if g.shape[0] != grad_seqs[0].shape[0]:
+            raise ValueError(f"every gradient sequence must have the same number of steps: grads[0] has "
+                             f"{grad_seqs[0].shape[0]}, grads[{i}] has {g.shape[0]}")
+    for pair in missing:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(v, int) for v in pair)):
+            raise TypeError(f"missing must hold (step, index) pairs of ints, got {pair!r}")
+
+
 def run_steps(make_optimizer, *tensors, missing=()):
     """tensors = P initial parameters, then P gradient sequences (N, *shape); ``missing`` holds
     (step, index) pairs whose gradient is None. Returns (final params..., momentum buffers...)."""
+    check_run_inputs(tensors, missing)
     n_params = len(tensors) // 2
     inits, grad_seqs = tensors[:n_params], tensors[n_params:]
     params = [t.detach().clone().requires_grad_(i not in FROZEN) for i, t in enumerate(inits)]
@@ -52,6 +87,32 @@ def run_steps(make_optimizer, *tensors, missing=()):
         optimizer.step()
     buffers = [optimizer.state[p]["exp_avg"] if "exp_avg" in optimizer.state[p] else torch.zeros_like(p) for p in params]
     return tuple(p.detach() for p in params) + tuple(buffers)
+
+
+@dataclass(frozen=True)
+class OptimizerRun:
+    """One twin as the registry calls it, ``run(*params, *grad_sequences, missing=())`` (run_steps),
+    and ``make(params)``, the optimizer itself, built the same way every time."""
+
+    optimizer_class: type  # a torch.optim.Optimizer subclass
+    options: Mapping[str, Any] = field(default_factory=dict)  # constructor keywords besides params/generator
+    handler: str | None = None  # when set, every dict group gets this handler (FAM family)
+    seed: int | None = None  # when set, each optimizer gets a fresh generator with this seed (FAM family)
+    device: str = "cpu"  # the generator's device
+    adaptive_from: int = 1  # first step (1-based) at which the frequency-adaptive path can run
+
+    def make(self, params) -> torch.optim.Optimizer:
+        if isinstance(params, list) and params and all(isinstance(g, dict) for g in params):
+            params = [self.group(g) for g in params]
+        extra = {} if self.seed is None else {"generator": torch.Generator(device=self.device).manual_seed(self.seed)}
+        return self.optimizer_class(params, **self.options, **extra)
+
+    def group(self, group: dict) -> dict:
+        """A parameter group as this run configures it (for make and add_param_group)."""
+        return group if self.handler is None else {**group, "handler": self.handler}
+
+    def __call__(self, *tensors, missing=()):
+        return run_steps(self.make, *tensors, missing=missing)
 
 
 def gradient_sequence(steps, shape, device, dtype, generator, smooth: bool):
@@ -76,7 +137,8 @@ def optimizer_samples(size, device, dtype, generator, shapes=SHAPES):
 
 
 def optimizer_error_inputs(default_config, bad_configs: dict, shapes=SHAPES):
-    """Sparse gradients for every optimizer, plus config errors raised at build time."""
+    """Sparse gradients, gradient sequences that do not fit their parameters, parameters the family cannot
+    update (integer, complex, 'meta'), a wrong tensor count, plus config errors raised at build time."""
 
     def error_inputs(device, dtype, generator):
         inits = [torch.randn(s, device=device, dtype=dtype, generator=generator) for s in shapes]
@@ -84,6 +146,24 @@ def optimizer_error_inputs(default_config, bad_configs: dict, shapes=SHAPES):
         grads[0] = torch.stack([g.to_sparse() for g in grads[0]])
         errors = [ErrorInput(SampleInput(tuple(inits) + tuple(grads), name="sparse_grad"), TypeError,
                              r"does not support sparse gradients")]
+        dense = [torch.randn((2, *s), device=device, dtype=dtype, generator=generator) for s in shapes]
+
+        def call(name, error_type, match, new_inits=inits, new_grads=dense):
+            errors.append(ErrorInput(SampleInput(tuple(new_inits) + tuple(new_grads), name=name), error_type, match))
+
+        call("grad_wrong_shape", ValueError, r"grads\[1\] must have shape \(steps, \*params\[1\]\.shape\)",
+             new_grads=[dense[0], dense[1][..., :-1]] + dense[2:])
+        call("grad_missing_step_dim", ValueError, r"grads\[0\] must have shape", new_grads=[dense[0][0]] + dense[1:])
+        call("grad_other_dtype", TypeError, r"grads\[2\] must have params\[2\]'s dtype",
+             new_grads=dense[:2] + [dense[2].to(torch.float16)] + dense[3:])
+        call("steps_differ", ValueError, r"same number of steps", new_grads=dense[:-1] + [dense[-1][:1]])
+        call("int_params", TypeError, r"params\[0\] must be real floating-point",
+             new_inits=[t.round().long() for t in inits], new_grads=[g.round().long() for g in dense])
+        call("complex_params", TypeError, r"params\[0\] must be real floating-point",
+             new_inits=[t.to(torch.complex128) for t in inits], new_grads=[g.to(torch.complex128) for g in dense])
+        call("meta_params", ValueError, r"params\[0\] must be on a device with data",
+             new_inits=[t.to("meta") for t in inits], new_grads=[g.to("meta") for g in dense])
+        call("too_few_tensors", ValueError, r"tensors must be \d+ initial parameters", new_inits=inits[:-1])
         for label, (overrides, error_type, match) in bad_configs.items():
             errors.append(ErrorInput(SampleInput(tuple(inits) + tuple(grads), name=label), error_type, match,
                                      config={**default_config, **overrides}))

@@ -12,7 +12,9 @@ eligible parameter, two with `add_(alpha=tensor)`). Optimized: every eligible sa
 1000, so one rFFT of a (G, 1000) stack gives all ratios; `torch.where` replaces `min`, and the
 updates are `torch._foreach_*`: 0 host syncs. The where/`1 - alpha_eff` are evaluated in the same
 float32 arithmetic as the reference's tensor expressions, so the two agree to rounding.
-Deviations: print -> logging; arguments checked; sparse gradients raise SparseGradientError.
+Deviations: print -> logging; arguments checked (also per group, and the parameters: see
+impl/reprobench/optim/optimizer_checks.py); sparse gradients raise SparseGradientError; deepcopy/pickle keep
+the optimizer's attributes.
 """
 from __future__ import annotations
 
@@ -20,21 +22,32 @@ import logging
 
 import torch
 
-from reprobench.optim.fam_reference import SparseGradientError, check_fam_args
-from reprobench.optim.fam_runs import optimizer_error_inputs, optimizer_samples, run_steps
+from reprobench.optim.fam_reference import check_fam_args
+from reprobench.optim.optimizer_checks import CheckedOptimizer, check_dense_gradient, check_number, params_list
+from reprobench.optim.fam_runs import OptimizerRun, optimizer_error_inputs, optimizer_samples
 from reprobench.registry import ComponentSpec, Implementations, Tolerance, register
 
 log = logging.getLogger(__name__)
 
 
-class SimpleFAM(torch.optim.Optimizer):
+def check_simple_group(group: dict) -> None:
+    check_number(group["lr"], "lr", 0.0)
+    check_number(group["alpha"], "alpha", 0.0, 1.0)
+    check_number(group["beta"], "beta", 0.0, 1.0)
+
+
+class SimpleFAM(CheckedOptimizer):
     """Simplified Frequency-Adaptive Momentum optimizer (the document's code)."""
 
     def __init__(self, params, lr=0.001, alpha=0.9, beta=0.99):
+        params = params_list(params)
         check_fam_args(lr, alpha, beta, eps=0.0, weight_decay=0.0)
         defaults = dict(lr=lr, alpha=alpha, beta=beta)
         super(SimpleFAM, self).__init__(params, defaults)
         log.info("SimpleFAM initialized with lr=%s, alpha=%s", lr, alpha)
+
+    def check_group(self, group):
+        check_simple_group(group)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -46,8 +59,7 @@ class SimpleFAM(torch.optim.Optimizer):
             for p in group['params']:
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse:
-                    raise SparseGradientError("SimpleFAM does not support sparse gradients")
+                check_dense_gradient(p.grad, "SimpleFAM")
                 state = self.state[p]
                 if len(state) == 0:
                     state['step'] = 0
@@ -69,13 +81,16 @@ class SimpleFAM(torch.optim.Optimizer):
         return loss
 
 
-class SimpleFAMFast(torch.optim.Optimizer):
+class SimpleFAMFast(CheckedOptimizer):
     """SimpleFAM's rule with one batched rFFT per group and foreach updates; 0 host syncs."""
 
-    def __init__(self, params, lr=0.001, alpha=0.9, beta=0.99, *, foreach: bool = True):
+    def __init__(self, params, lr=0.001, alpha=0.9, beta=0.99):
+        params = params_list(params)
         check_fam_args(lr, alpha, beta, eps=0.0, weight_decay=0.0)
         super().__init__(params, dict(lr=lr, alpha=alpha, beta=beta))
-        self.foreach = foreach
+
+    def check_group(self, group):
+        check_simple_group(group)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -85,8 +100,8 @@ class SimpleFAMFast(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            if any(p.grad.is_sparse for p in params):
-                raise SparseGradientError("SimpleFAM does not support sparse gradients")
+            for p in params:
+                check_dense_gradient(p.grad, "SimpleFAM")
             for p in params:
                 state = self.state[p]
                 if not state:
@@ -125,10 +140,8 @@ DEFAULT_CONFIG = dict(lr=0.01, alpha=0.9, beta=0.99)
 def _build(config, device, dtype, generator):
     check_fam_args(config["lr"], config["alpha"], config["beta"], eps=0.0, weight_decay=0.0)
 
-    def runner(cls):
-        return lambda *tensors, missing=(): run_steps(lambda groups: cls(groups, **config), *tensors, missing=missing)
-
-    return Implementations(reference=runner(SimpleFAM), optimized=runner(SimpleFAMFast))
+    # the document's rule adapts from step 101 on ("state['step'] > 100")
+    return Implementations(*(OptimizerRun(cls, dict(config), adaptive_from=101) for cls in (SimpleFAM, SimpleFAMFast)))
 
 
 register(ComponentSpec(
