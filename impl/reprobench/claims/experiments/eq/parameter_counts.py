@@ -2,9 +2,10 @@
 quick-test numbers checked against them."""
 from __future__ import annotations
 
-from reprobench.claims.experiment import Outcome, RunContext, experiment, verdict_if
+from reprobench.claims.experiment import Outcome, RunContext, experiment
 from reprobench.claims.experiments.eq._common import ARC_COLORS
 from reprobench.equivariant.shared_encoder import AdapterLearner, SeparateNetworks, count_parameters
+from reprobench.measure import decide
 
 
 def _counts(n, feature_dim=16, rank=8):
@@ -21,10 +22,12 @@ def parameter_counts(ctx: RunContext) -> Outcome:
     learner = rows[0][2]
     fixed = rows[0][1] - 256
     encoder = count_parameters(learner.shared_encoder)
-    separate_linear = all(s == per_net * n for (s, _, _), n in zip(rows, sizes))
-    learner_affine = all(c == fixed + 256 * n for (_, c, _), n in zip(rows, sizes))
-    doc_arith = 48_384 * 10 == 483_840 and 14_976 + 256 * 10 == 17_536
+    separate_off = sum(s != per_net * n for (s, _, _), n in zip(rows, sizes))
+    learner_off = sum(c != fixed + 256 * n for (_, c, _), n in zip(rows, sizes))
+    separate_linear, learner_affine = separate_off == 0, learner_off == 0
     doc_reduction = 1 - 17_536 / 483_840
+    doc_errors = (48_384 * 10 != 483_840) + (14_976 + 256 * 10 != 17_536) + (round(doc_reduction, 2) != 0.96)
+    doc_arith = doc_errors == 0
     ours10 = rows[2]
     measured = {"our_params_per_separate_network": per_net, "our_learner_fixed_params": fixed,
                 "our_learner_params_per_example": 256, "our_shared_encoder_params": encoder,
@@ -33,12 +36,17 @@ def parameter_counts(ctx: RunContext) -> Outcome:
                 "our_reduction_N10": 1 - ours10[1] / ours10[0], "documented_reduction_N10": doc_reduction,
                 "separate_is_linear_in_N": int(separate_linear), "learner_is_fixed_plus_256N": int(learner_affine),
                 "documented_arithmetic_consistent": int(doc_arith)}
+    decisions = [decide("separate_counts_not_P_times_N", separate_off, at_most=0),
+                 decide("learner_counts_not_F_plus_256N", learner_off, at_most=0),
+                 decide("documented_arithmetic_errors", doc_errors, at_most=0)]
     return Outcome(
-        verdict=verdict_if(separate_linear and learner_affine and doc_arith and round(doc_reduction, 2) == 0.96),
+        decisions=decisions,
         claimed="separate networks 48,384 x N; shared encoder + adapters 14,976 + 256 x N; N = 10: 483,840 -> 17,536 (96% reduction)",
         measured=measured,
-        rule="holds if our separate-network count is exactly P·N, our learner's is exactly F + 256·N (adapter rank 8, D = 16), "
-             "and the document's figures are arithmetically consistent (48,384·10, 14,976 + 2,560, 96% to two digits)",
+        rule=f"parameter counts (deterministic), three decisions over N in {sizes}: sizes where our separate-network "
+             "count is not exactly P·N: at most 0; sizes where our learner's is not exactly F + 256·N (adapter rank 8, "
+             "D = 16): at most 0; the document's figures that are arithmetically inconsistent (48,384·10, 14,976 + "
+             "2,560, 96% to two digits): at most 0. All hold -> holds, all fail -> fails, else partial",
         evidence=f"Counted nn.Parameter elements for N in {sizes} with 10 input/output colours and D = 16: separate "
                  f"{per_net}·N, learner {fixed} + 256·N (N = 10: {ours10[0]} -> {ours10[1]}, "
                  f"{100 * measured['our_reduction_N10']:.1f}% fewer). Document: 96.38%.",
@@ -59,12 +67,12 @@ def quick_test_numbers(ctx: RunContext) -> Outcome:
                 "adapter_params_alone_N3_per_EQ04": 256 * n, "our_individual_param_tensors": len(individual),
                 "our_individual_param_tensors_without_conv_biases": len(individual) - conv_biases,
                 "our_individual_param_elements": sum(p.numel() for p in individual)}
-    consistent = 12 >= 256 * n
     return Outcome(
-        verdict=verdict_if(consistent),
+        decisions=[decide("documented_individual_params_N3", 12, at_least=256 * n)],
         claimed="quick test (3 examples): individual params 12 (shared + adapters), canonical 14,976, ratio 0.08% (1248x reduction)",
         measured=measured,
-        rule="consistent with EQ-04 (holds) only if 12 >= the adapters' own 256·N = 768 elements for N = 3 (let alone the shared encoder)",
+        rule="parameter count (deterministic): consistent with EQ-04 (holds) only if the documented 12 >= the adapters' "
+             "own 256·N = 768 elements for N = 3 (let alone the shared encoder); fails otherwise",
         evidence=f"12/14,976 = {100 * ratio:.3f}% and 14,976/12 = 1248 are arithmetically right, but 3 examples' adapters "
                  f"alone have 768 parameters. The document's optimizer list (encoder + attention + 2 adapters + output "
                  f"projection) has {len(individual) - conv_biases} tensors in our learner without conv biases "
