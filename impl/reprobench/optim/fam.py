@@ -26,7 +26,7 @@ from reprobench.optim.fam_handlers import band_matrix
 from reprobench.optim.fam_reference import FAMOptimizer, add_handlers_to_groups, check_fam_args, check_fam_group, \
     check_generator, check_handlers, default_generator, load_state_dict_with_generator, state_dict_with_generator
 from reprobench.optim.optimizer_checks import CheckedOptimizer, check_dense_gradient, params_list
-from reprobench.optim.fam_runs import OptimizerRun, optimizer_error_inputs, optimizer_samples
+from reprobench.optim.fam_runs import OPTIMIZER_INPUT_SUPPORT, OptimizerRun, optimizer_error_inputs, optimizer_samples
 from reprobench.registry import ComponentSpec, Implementations, Tolerance, register
 
 
@@ -218,6 +218,7 @@ FAM_SPEC_FIELDS = dict(
     size_name="steps",
     tolerances={torch.float64: Tolerance(atol=1e-9, rtol=1e-7), torch.float32: Tolerance(atol=1e-5, rtol=1e-4)},
     supports_backward=False,
+    input_support=OPTIMIZER_INPUT_SUPPORT,
 )
 
 register(ComponentSpec(

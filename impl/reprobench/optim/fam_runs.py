@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import torch
 
 from reprobench.optim.optimizer_checks import check_parameter
-from reprobench.registry import ErrorInput, SampleInput
+from reprobench.registry import ErrorInput, InputSupport, SampleInput
 
 # (group options, [(name, shape, requires_grad)])
 LAYOUT = (
@@ -33,6 +33,12 @@ LAYOUT = (
 )
 SHAPES = [shape for _, params in LAYOUT for _, shape, _ in params]
 FROZEN = [i for i, (_, _, trainable) in enumerate(p for _, ps in LAYOUT for p in ps) if not trainable]
+
+
+# Half-precision parameters work as in torch.optim (the twins agree to the format's rounding:
+# test_optimizer_conformance.py). A batch of 0 or an empty dim changes a parameter's shape, so the
+# gradients no longer fit it; 'meta' parameters have no values to analyse. Both are rejected.
+OPTIMIZER_INPUT_SUPPORT = InputSupport(low_precision=(torch.float16, torch.bfloat16))
 
 
 def make_groups(params: list[torch.Tensor], layout=LAYOUT) -> list[dict]:
@@ -56,17 +62,19 @@ def check_run_inputs(tensors, missing, n_params: int = len(SHAPES)) -> None:
             raise TypeError(f"tensors[{i}] must be a torch.Tensor, got {type(t).__name__}")
     inits, grad_seqs = tensors[:n_params], tensors[n_params:]
     for i, (p, g) in enumerate(zip(inits, grad_seqs)):
-        check_parameter(p, f"params[{i}]")
+        # named by position in the call, with the role: tensors[i] starts parameter i, tensors[P + i] its gradients
+        param, grads = f"tensors[{i}] (parameter {i})", f"tensors[{n_params + i}] (gradients of parameter {i})"
+        check_parameter(p, param)
         if g.dtype != p.dtype:
-            raise TypeError(f"grads[{i}] must have params[{i}]'s dtype {p.dtype}, got {g.dtype}")
+            raise TypeError(f"{grads} must have the dtype of tensors[{i}], {p.dtype}, got {g.dtype}")
         if g.device != p.device:
-            raise ValueError(f"grads[{i}] must be on params[{i}]'s device {p.device}, got {g.device}")
+            raise ValueError(f"{grads} must be on the device of tensors[{i}], {p.device}, got {g.device}")
         if g.dim() != p.dim() + 1 or g.shape[1:] != p.shape:
-            raise ValueError(f"grads[{i}] must have shape (steps, *params[{i}].shape) = (steps, "
+            raise ValueError(f"{grads} must have shape (steps, *tensors[{i}].shape) = (steps, "
                              f"{', '.join(map(str, p.shape))}), got {tuple(g.shape)}")
         if g.shape[0] != grad_seqs[0].shape[0]:
-            raise ValueError(f"every gradient sequence must have the same number of steps: grads[0] has "
-                             f"{grad_seqs[0].shape[0]}, grads[{i}] has {g.shape[0]}")
+            raise ValueError(f"{grads} must have as many steps as tensors[{n_params}], {grad_seqs[0].shape[0]}, "
+                             f"got {g.shape[0]}")
     for pair in missing:
         if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(v, int) for v in pair)):
             raise TypeError(f"missing must hold (step, index) pairs of ints, got {pair!r}")
@@ -151,17 +159,21 @@ def optimizer_error_inputs(default_config, bad_configs: dict, shapes=SHAPES):
         def call(name, error_type, match, new_inits=inits, new_grads=dense):
             errors.append(ErrorInput(SampleInput(tuple(new_inits) + tuple(new_grads), name=name), error_type, match))
 
-        call("grad_wrong_shape", ValueError, r"grads\[1\] must have shape \(steps, \*params\[1\]\.shape\)",
+        n = len(shapes)
+        call("grad_wrong_shape", ValueError, rf"tensors\[{n + 1}\] \(gradients of parameter 1\) must have shape "
+                                             r"\(steps, \*tensors\[1\]\.shape\)",
              new_grads=[dense[0], dense[1][..., :-1]] + dense[2:])
-        call("grad_missing_step_dim", ValueError, r"grads\[0\] must have shape", new_grads=[dense[0][0]] + dense[1:])
-        call("grad_other_dtype", TypeError, r"grads\[2\] must have params\[2\]'s dtype",
+        call("grad_missing_step_dim", ValueError, rf"tensors\[{n}\] .* must have shape",
+             new_grads=[dense[0][0]] + dense[1:])
+        call("grad_other_dtype", TypeError, rf"tensors\[{n + 2}\] .* must have the dtype of tensors\[2\]",
              new_grads=dense[:2] + [dense[2].to(torch.float16)] + dense[3:])
-        call("steps_differ", ValueError, r"same number of steps", new_grads=dense[:-1] + [dense[-1][:1]])
-        call("int_params", TypeError, r"params\[0\] must be real floating-point",
+        call("steps_differ", ValueError, rf"tensors\[{2 * n - 1}\] .* must have as many steps as tensors\[{n}\]",
+             new_grads=dense[:-1] + [dense[-1][:1]])
+        call("int_params", TypeError, r"tensors\[0\] \(parameter 0\) must be real floating-point",
              new_inits=[t.round().long() for t in inits], new_grads=[g.round().long() for g in dense])
-        call("complex_params", TypeError, r"params\[0\] must be real floating-point",
+        call("complex_params", TypeError, r"tensors\[0\] \(parameter 0\) must be real floating-point",
              new_inits=[t.to(torch.complex128) for t in inits], new_grads=[g.to(torch.complex128) for g in dense])
-        call("meta_params", ValueError, r"params\[0\] must be on a device with data",
+        call("meta_params", ValueError, r"tensors\[0\] \(parameter 0\) must be on a device with data",
              new_inits=[t.to("meta") for t in inits], new_grads=[g.to("meta") for g in dense])
         call("too_few_tensors", ValueError, r"tensors must be \d+ initial parameters", new_inits=inits[:-1])
         for label, (overrides, error_type, match) in bad_configs.items():

@@ -29,7 +29,7 @@ import math
 import torch
 from torch.optim.lr_scheduler import _LRScheduler
 
-from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, register
+from reprobench.registry import ComponentSpec, ErrorInput, Implementations, InputSupport, SampleInput, register
 
 
 class FAMScheduler(_LRScheduler):
@@ -184,16 +184,14 @@ def _build_v2(config, device, dtype, generator):
 
 
 def _epochs(n, device, dtype, generator):
-    """From epoch 0, from a random offset (past the end of the schedule too), as int64, and random
-    fractional epochs in random order: the twins must read the values, not the positions."""
+    """From epoch 0, from a random offset (past the end of the schedule too), and random fractional
+    epochs in random order: the twins must read the values, not the positions. Integer epochs (lrs
+    in the default dtype) are drawn by test_fam.py's test_scheduler_twins_agree_on_any_epochs; here an
+    integer tensor would be taken for indices by the derived bad-input suite."""
     offset = int(torch.randint(0, 40, (1,), generator=generator))
-    samples = [SampleInput((torch.arange(n, device=device, dtype=dtype),), name="epochs"),
-               SampleInput((torch.arange(offset, offset + n, device=device, dtype=dtype),), name="offset_epochs"),
-               SampleInput((torch.rand(n, device=device, dtype=dtype, generator=generator) * 40,),
-                           name="fractional_epochs")]
-    if dtype == torch.get_default_dtype():  # integer epochs give lrs in the default dtype: judged at its tolerance
-        samples.append(SampleInput((torch.arange(offset, offset + n, device=device),), name="int64_epochs"))
-    return samples
+    return [SampleInput((torch.arange(n, device=device, dtype=dtype),), name="epochs"),
+            SampleInput((torch.arange(offset, offset + n, device=device, dtype=dtype),), name="offset_epochs"),
+            SampleInput((torch.rand(n, device=device, dtype=dtype, generator=generator) * 40,), name="fractional_epochs")]
 
 
 def _errors(bad):
@@ -210,6 +208,9 @@ def _errors(bad):
     return error_inputs
 
 
+# Half-precision epochs give half-precision lrs (computed in float32, then rounded); no epochs give no lrs.
+SCHEDULER_INPUT_SUPPORT = InputSupport(low_precision=(torch.float16, torch.bfloat16), empty_batch=True)
+
 V1 = dict(base_lr=0.1, warmup_epochs=5, max_epochs=20, warmup_start_lr=1e-8, eta_min=1e-8)
 V2 = dict(base_lr=0.1, warmup_steps=4, total_steps=20, decay_start_step=8, warmup_start_lr=1e-6, eta_min=1e-6)
 
@@ -217,7 +218,7 @@ register(ComponentSpec(
     name="optim.fam_scheduler", claims=("FAM-06",),
     description="FAMScheduler (warmup + cosine) stepped as written vs its closed form on a tensor of epochs",
     build=_build_v1, sample_inputs=_epochs, default_config=V1, test_sizes=(1, 6, 21, 30), bench_sizes=(1000,),
-    size_name="epochs", supports_backward=False,
+    size_name="epochs", supports_backward=False, input_support=SCHEDULER_INPUT_SUPPORT,
     error_inputs=_errors([({**V1, "warmup_epochs": -1}, r"warmup_epochs must be an int >= 0"),
                           ({**V1, "base_lr": -0.1}, r"base_lr must be a number >= 0"),
                           ({**V1, "max_epochs": 5}, r"max_epochs must be greater than warmup_epochs")]),
@@ -226,7 +227,7 @@ register(ComponentSpec(
     name="optim.fam_scheduler2", claims=("FAM-06",),
     description="FAMScheduler2 (warmup, plateau, cosine + 1e-8) stepped as written vs its closed form",
     build=_build_v2, sample_inputs=_epochs, default_config=V2, test_sizes=(1, 6, 21, 30), bench_sizes=(1000,),
-    size_name="epochs", supports_backward=False,
+    size_name="epochs", supports_backward=False, input_support=SCHEDULER_INPUT_SUPPORT,
     error_inputs=_errors([({**V2, "total_steps": -5}, r"total_steps must be an int >= 0"),
                           ({**V2, "decay_start_step": 2.5}, r"decay_start_step must be an int"),
                           ({**V2, "total_steps": 8}, r"total_steps must be greater than decay_start_step"),

@@ -46,10 +46,9 @@ def check_parameter(p, name: str = "params") -> None:
     if not isinstance(p, torch.Tensor):
         return  # torch.optim's add_param_group names it ("optimizer can only optimize Tensors")
     if p.is_complex() or not p.is_floating_point():
-        raise TypeError(f"{name} must be real floating-point tensors (the FAM family analyses real "
-                        f"gradients), got {p.dtype}")
+        raise TypeError(f"{name} must be real floating-point (the FAM family analyses real gradients), got {p.dtype}")
     if p.layout != torch.strided:
-        raise TypeError(f"{name} must be dense (strided) tensors, got layout {p.layout}")
+        raise TypeError(f"{name} must be dense (strided), got layout {p.layout}")
     if p.device.type == "meta":
         raise ValueError(f"{name} must be on a device with data (cpu, cuda, ...), got a tensor on 'meta'")
 

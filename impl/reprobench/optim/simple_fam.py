@@ -24,7 +24,7 @@ import torch
 
 from reprobench.optim.fam_reference import check_fam_args
 from reprobench.optim.optimizer_checks import CheckedOptimizer, check_dense_gradient, check_number, params_list
-from reprobench.optim.fam_runs import OptimizerRun, optimizer_error_inputs, optimizer_samples
+from reprobench.optim.fam_runs import OPTIMIZER_INPUT_SUPPORT, OptimizerRun, optimizer_error_inputs, optimizer_samples
 from reprobench.registry import ComponentSpec, Implementations, Tolerance, register
 
 log = logging.getLogger(__name__)
@@ -161,4 +161,5 @@ register(ComponentSpec(
     size_name="steps",
     tolerances={torch.float64: Tolerance(atol=1e-9, rtol=1e-7), torch.float32: Tolerance(atol=1e-5, rtol=1e-4)},
     supports_backward=False,
+    input_support=OPTIMIZER_INPUT_SUPPORT,
 ))
