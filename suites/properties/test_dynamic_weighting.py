@@ -164,7 +164,7 @@ def test_bad_input():
     x = tokens(0, 2, 5, 12)
     with pytest.raises(ValueError, match="gamma must be a finite float >= 0"):
         layer(x, x, x, gamma=-0.1)
-    with pytest.raises(ValueError, match=r"q must have shape .*rank 3"):
+    with pytest.raises(ValueError, match=r"q: expected .* shape \(batch, seq, 12\)"):
         layer(x[0], x, x)
     with pytest.raises(ValueError, match="variant must be one of"):
         Attention(12, 3, 4, variant="euclid")

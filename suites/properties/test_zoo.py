@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 
 from reprobench.attention.base import explicit_attention
 from reprobench.attention.zoo.adaptive_span import AdaptiveSpan
-from reprobench.attention.zoo.base_attention import calculate_attention
+from reprobench.attention.zoo.base_attention import BaseAttention, calculate_attention
 from reprobench.attention.zoo.integrated import IntegratedAttention
 from reprobench.attention.zoo.myelinated import MyelinatedLayer
 from reprobench.attention.zoo.refiner import RefinerRun, span_environment
@@ -31,19 +31,23 @@ def pair(cls, seed=0, **config):
 
 
 def assert_rows_normalised(probs, allowed):
+    """Masked keys get exactly 0 and a row sums to 1 over the keys it may attend to; a row with every
+    key masked is defined as all zeros (zero output, zero gradients), never 0/0 = NaN."""
     allowed = allowed.expand_as(probs)
-    assert (probs[~allowed] == 0).all(), "a masked key received weight"
+    assert (probs[~allowed] == 0).all(), "a masked key received weight (or a fully masked row is NaN)"
     has_key = allowed.any(-1)
     torch.testing.assert_close(probs.sum(-1)[has_key], torch.ones_like(probs.sum(-1)[has_key]))
 
 
 @given(n=st.integers(1, 12), density=st.floats(0.0, 0.9), seed=st.integers(0, 2**16), causal=st.booleans(),
-       kind=st.sampled_from(["bool", "additive"]))
-def test_calculate_attention_masks_mask(n, density, seed, causal, kind):
+       kind=st.sampled_from(["bool", "additive"]), empty_item=st.booleans())
+def test_calculate_attention_masks_mask(n, density, seed, causal, kind, empty_item):
     g = make_generator(seed)
     q, k, v = (torch.randn(2, 3, n, 4, generator=g, dtype=D64) for _ in range(3))
     keep = (torch.rand(2, 1, n, generator=g) >= density)
     keep[..., 0] = True  # every query keeps key 0, which causality also allows
+    if empty_item:
+        keep[1] = False  # batch item 1: every key masked, every row fully masked
     mask = keep if kind == "bool" else torch.zeros(2, 1, n, dtype=D64).masked_fill(~keep, float("-inf"))
     out, probs = calculate_attention(q, k, v, mask, use_sdpa=False, is_causal=causal)
     allowed = keep[:, None] & (torch.ones(n, n, dtype=torch.bool).tril() if causal else True)
@@ -52,6 +56,67 @@ def test_calculate_attention_masks_mask(n, density, seed, causal, kind):
     for use_sdpa in (False, True):
         out2, _ = calculate_attention(q, k, v2, mask, use_sdpa=use_sdpa, is_causal=causal)
         torch.testing.assert_close(out2, out)
+
+
+def _fully_masked_cases():
+    """(module class, config, x -> mask, which query rows have every key masked) per component."""
+    def bool_padding(x):  # batch item 1 pads every key
+        keep = torch.ones(2, 1, x.shape[1], dtype=torch.bool)
+        keep[1] = False
+        return keep
+
+    def additive_row(x):  # query 2 may attend to no key
+        mask = torch.zeros(x.shape[1], x.shape[1], dtype=D64)
+        mask[2] = float("-inf")
+        return mask
+
+    def padding_2d(x):
+        keep = torch.ones(2, x.shape[1], dtype=torch.bool)
+        keep[1] = False
+        return keep
+
+    return [
+        pytest.param(BaseAttention, dict(dims=16, head=2, max_dist=8), bool_padding, (1, slice(None)), id="base-bool"),
+        pytest.param(BaseAttention, dict(dims=16, head=2, max_dist=8),
+                     lambda x: torch.zeros(2, 1, x.shape[1], dtype=D64).masked_fill(~bool_padding(x), float("-inf")),
+                     (1, slice(None)), id="base-additive"),
+        pytest.param(IntegratedAttention, dict(dims=16, head=2, max_dist=6, win_size=3, max_span=4, ramp=3),
+                     padding_2d, None, id="integrated"),
+        pytest.param(RelativeForce, dict(dims=16, heads=2), additive_row, (slice(None), 2), id="relative_force"),
+        pytest.param(RelativeForce, dict(dims=16, heads=2, directional=True), additive_row, (slice(None), 2),
+                     id="relative_force_directional"),
+    ]
+
+
+@pytest.mark.parametrize("cls,config,make_mask,empty_rows", _fully_masked_cases())
+def test_fully_masked_rows_give_zero_attention_and_finite_gradients(cls, config, make_mask, empty_rows):
+    """A query whose every key is masked attends to nothing: both twins return the output projection of
+    a zero attention output (its bias) for it, agree everywhere, and every gradient is finite and equal."""
+    ref, opt, g = pair(cls, **config)
+    x = torch.randn(2, 6, 16, generator=g, dtype=D64)
+    weight = torch.randn(2, 6, 16, generator=g, dtype=D64)
+    mask = make_mask(x)
+    results = []
+    for module in (ref, opt):
+        xi = x.clone().requires_grad_(True)
+        out = module(xi, mask=mask)
+        (out * weight).sum().backward()
+        grads = {"x": xi.grad, **{n: p.grad for n, p in module.named_parameters() if p.grad is not None}}
+        assert torch.isfinite(out).all(), f"{module.path}: non-finite output for a fully masked row"
+        bad = [n for n, grad in grads.items() if not torch.isfinite(grad).all()]
+        assert not bad, f"{module.path}: non-finite gradients {bad}"
+        if empty_rows is not None:  # attention output 0, so the layer's output is its output bias
+            bias = (module.out if cls is BaseAttention else module.output).bias
+            torch.testing.assert_close(out[empty_rows], bias.expand_as(out[empty_rows]))
+        results.append((out, grads))
+    (out_ref, grads_ref), (out_opt, grads_opt) = results
+    torch.testing.assert_close(out_opt, out_ref)
+    for name, expected in grads_ref.items():
+        torch.testing.assert_close(grads_opt.get(name, torch.zeros_like(expected)), expected,
+                                   msg=lambda m, name=name: f"gradient {name}: {m}")
+    if hasattr(ref, "attention_probs") and cls is not IntegratedAttention:
+        probs, allowed = ref.attention_probs(x, mask=mask)
+        assert_rows_normalised(probs, allowed)
 
 
 def test_a_float_zero_one_mask_does_not_mask():

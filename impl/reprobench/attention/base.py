@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reprobench.validation import check_tensor, describe
+
 PATHS = ("reference", "optimized")
 
 
@@ -43,22 +45,18 @@ def check_heads(dim: int, num_heads: int) -> int:
     return dim // num_heads
 
 
-def check_tokens(x, name: str, dim: int, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """x must be a floating tensor [batch, seq, dim] with seq >= 1 and the module's dtype."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [batch, seq, {dim}], got {type(x).__name__}")
-    if x.dim() != 3:
-        raise ValueError(f"{name} must have shape [batch, seq, {dim}] (rank 3), got rank {x.dim()} shape {tuple(x.shape)}")
-    if x.shape[-1] != dim:
-        raise ValueError(f"{name} has feature dim {x.shape[-1]}, expected dim={dim}: shape [batch, seq, {dim}]")
-    if x.shape[1] == 0:
-        raise ValueError(f"{name} has an empty sequence (seq=0); attention needs seq >= 1")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} has an empty batch (batch=0); pass batch >= 1")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(f"{name} has dtype {x.dtype} but the module's parameters are {dtype}; convert one of them")
+def check_tokens(x, name: str, dim: int, like: torch.Tensor | torch.dtype | None = None, *,
+                 empty_batch: bool = False) -> torch.Tensor:
+    """x must be a float32/float64 tensor (batch, seq, dim) with seq >= 1 (a query needs a key to
+    attend to) and batch >= 1 unless the layer accepts an empty batch (as torch layers do); like is a
+    parameter of the layer, whose dtype and device x must share (a bare dtype checks the dtype only)."""
+    nonempty = ("seq",) if empty_batch else ("batch", "seq")
+    if isinstance(like, torch.Tensor):
+        return check_tensor(name, x, shape=("batch", "seq", dim), nonempty=nonempty, like=like,
+                            like_what="the layer's parameters")
+    check_tensor(name, x, shape=("batch", "seq", dim), nonempty=nonempty)
+    if like is not None and x.dtype != like:
+        raise TypeError(f"{name}: expected {str(like).replace('torch.', '')} like the layer's parameters, got {describe(x)}")
     return x
 
 
@@ -94,6 +92,14 @@ def explicit_attention(q, k, v, allowed: torch.Tensor | None = None, dropout: nn
     return (out, probs) if return_probs else out
 
 
+def masked_softmax(scores: torch.Tensor) -> torch.Tensor:
+    """softmax over the last dim, except that a row whose every score is -inf (every key masked)
+    gets all-zero weights, and so zero output and zero gradients — what SDPA gives such a row —
+    instead of 0/0 = NaN. A NaN score is not -inf, so NaN inputs still propagate. No host sync."""
+    empty = (scores == float("-inf")).all(dim=-1, keepdim=True)
+    return scores.masked_fill(empty, 0.0).softmax(dim=-1).masked_fill(empty, 0.0)
+
+
 def sdpa_attention(q, k, v, dropout_p: float = 0.0):
     return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
 
@@ -114,6 +120,8 @@ class SelfAttentionLayer(nn.Module):
     ``path`` picks which one ``forward`` runs, so both twins have identical parameters and keys.
     """
 
+    accepts_empty_batch = False  # a subclass whose cores handle batch 0 (empty output) says so
+
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, path: str = "optimized"):
         super().__init__()
         self.head_dim = check_heads(dim, num_heads)
@@ -130,7 +138,7 @@ class SelfAttentionLayer(nn.Module):
         return self
 
     def split_heads(self, x: torch.Tensor):
-        check_tokens(x, "x", self.dim, self.qkv.weight.dtype)
+        check_tokens(x, "x", self.dim, self.qkv.weight, empty_batch=self.accepts_empty_batch)
         b, n, _ = x.shape
         qkv = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return qkv[0], qkv[1], qkv[2]  # each (B, H, n, hd)
@@ -196,12 +204,14 @@ def token_error_inputs(dim: int, bad_configs: dict):
 
         other = torch.float64 if dtype != torch.float64 else torch.float32
         errors = [
-            ErrorInput(SampleInput((randn(4, dim),), name="rank2"), ValueError, r"x must have shape .*rank 3"),
-            ErrorInput(SampleInput((randn(2, 5, dim + 1),), name="wrong_dim"), ValueError, r"x has feature dim"),
-            ErrorInput(SampleInput((randn(2, 0, dim),), name="empty_seq"), ValueError, r"x has an empty sequence"),
-            ErrorInput(SampleInput((randn(2, 5, dim, dt=other),), name="dtype_mix"), TypeError, r"x has dtype"),
+            ErrorInput(SampleInput((randn(4, dim),), name="rank2"), ValueError, rf"x: expected .* shape \(batch, seq, {dim}\)"),
+            ErrorInput(SampleInput((randn(2, 5, dim + 1),), name="wrong_dim"), ValueError,
+                       rf"x: expected .* shape \(batch, seq, {dim}\).*got .* \(2, 5, {dim + 1}\)"),
+            ErrorInput(SampleInput((randn(2, 0, dim),), name="empty_seq"), ValueError, r"x: expected .*seq >= 1"),
+            ErrorInput(SampleInput((randn(2, 5, dim, dt=other),), name="dtype_mix"), TypeError,
+                       r"x: expected float\d+ like the layer's parameters"),
             ErrorInput(SampleInput((torch.ones(2, 5, dim, dtype=torch.long, device=device),), name="int_input"),
-                       TypeError, r"x must be a floating tensor"),
+                       TypeError, r"x: expected a float32 or float64 tensor"),
         ]
         for label, (config, error_type, match) in bad_configs.items():
             errors.append(ErrorInput(SampleInput((randn(2, 5, dim),), name=label), error_type, match, config=config))

@@ -28,7 +28,7 @@ from reprobench.attention.local_global import LocalGlobalAttention
 from reprobench.attention.mamba import MambaLayer
 from reprobench.attention.performer import PerformerAttention
 from reprobench.attention.strided import StridedAttention
-from reprobench.registry import ComponentSpec, Implementations, register
+from reprobench.registry import ComponentSpec, Implementations, InputSupport, register
 
 HIERARCHICAL_TYPES = ("strided", "local_global", "cross_memory")
 LINEAR_TYPES = ("performer", "mamba")
@@ -55,7 +55,7 @@ class _PreNormBlock(nn.Module):
         return self.attn(h)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
-        check_tokens(x, "x", self.dim, self.norm1.weight.dtype)
+        check_tokens(x, "x", self.dim, self.norm1.weight, empty_batch=True)  # the attention layer decides batch 0
         x = x + self.mix(self.norm1(x), memory)
         return x + self.ffn(self.norm2(x))
 
@@ -133,6 +133,7 @@ _COMMON = dict(dim=TEST_DIM, num_heads=4, dropout=0.0)
 
 register(ComponentSpec(
     name="attention.hierarchical_block",
+    input_support=InputSupport(empty_batch=True),  # batch 0 gives an empty output, as torch layers do
     claims=("EFF-10",),
     description="pre-norm block (LayerNorm, attention, FFN) around local+global attention; reference vs optimized core",
     build=_block_pair(HierarchicalAttentionBlock),

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from reprobench.attention.base import (SelfAttentionLayer, build_module_pair, sdpa_attention, token_error_inputs,
                                  token_samples)
-from reprobench.registry import ComponentSpec, register
+from reprobench.registry import ComponentSpec, InputSupport, register
 
 
 class DenseAttention(SelfAttentionLayer):
     """Multi-head self-attention over all n keys. x (B, n, dim) -> (B, n, dim)."""
+
+    accepts_empty_batch = True  # batch 0 gives an empty output, as torch layers do
 
     def attend_optimized(self, q, k, v):
         return sdpa_attention(q, k, v, dropout_p=self.dropout_p if self.training else 0.0)
@@ -28,6 +30,7 @@ TEST_DIM = 32
 
 register(ComponentSpec(
     name="attention.dense",
+    input_support=InputSupport(empty_batch=True),  # batch 0 gives an empty output, as torch layers do
     claims=("EFF-06", "EFF-07", "EFF-08", "EFF-09"),
     description="standard multi-head self-attention; reference explicit softmax, optimized SDPA",
     build=_build,

@@ -41,7 +41,7 @@ from torch.utils.checkpoint import checkpoint
 
 from reprobench.attention.base import build_module_pair, check_path, check_positive_int, check_tokens, init_linear_
 from reprobench.regularizers._common import check_gamma_epsilon, chunk_columns
-from reprobench.registry import ComponentSpec, ErrorInput, SampleInput, Tolerance, register
+from reprobench.registry import ComponentSpec, ErrorInput, InputSupport, SampleInput, Tolerance, register
 
 VARIANTS = ("cosine", "dot")
 
@@ -144,9 +144,8 @@ class Attention(nn.Module):
         return self
 
     def split_heads(self, q, k, v):
-        dtype = self.to_q.weight.dtype
         for name, t in (("q", q), ("k", k), ("v", v)):
-            check_tokens(t, name, self.dim, dtype)
+            check_tokens(t, name, self.dim, self.to_q.weight, empty_batch=True)
         if not (q.shape[0] == k.shape[0] == v.shape[0]) or k.shape[1] != v.shape[1]:
             raise ValueError(f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}: batch must agree "
                              "and k, v must have the same sequence length")
@@ -233,10 +232,10 @@ def _error_inputs(device, dtype, generator):
     config = dict(dim=TEST_DIM, heads=2, dim_head=8)
     return [
         ErrorInput(SampleInput((x, x, x), dict(gamma=-1.0), name="gamma_negative"), ValueError, r"gamma must be a finite"),
-        ErrorInput(SampleInput((x[0], x, x), name="q_rank2"), ValueError, r"q must have shape .*rank 3"),
+        ErrorInput(SampleInput((x[0], x, x), name="q_rank2"), ValueError, r"q: expected .* shape \(batch, seq, 16\)"),
         ErrorInput(SampleInput((x, x, x[:, :3]), name="kv_length"), ValueError, r"k, v must have the same sequence"),
-        ErrorInput(SampleInput((x, torch.cat([x, x[..., :1]], -1), x), name="k_dim"), ValueError, r"k has feature dim"),
-        ErrorInput(SampleInput((x.long(), x, x), name="int_q"), TypeError, r"q must be a floating tensor"),
+        ErrorInput(SampleInput((x, torch.cat([x, x[..., :1]], -1), x), name="k_dim"), ValueError, r"k: expected .* shape \(batch, seq, 16\)"),
+        ErrorInput(SampleInput((x.long(), x, x), name="int_q"), TypeError, r"q: expected a float32 or float64 tensor"),
         ErrorInput(SampleInput((x, x, x), name="bad_variant"), ValueError, r"variant must be one of",
                    config=dict(config, variant="euclid")),
         ErrorInput(SampleInput((x, x, x), name="heads_zero"), ValueError, r"heads must be >= 1",
@@ -251,6 +250,7 @@ def _bench_inputs(n, device, dtype, generator):
 
 register(ComponentSpec(
     name="attention.dynamic_weighting",
+    input_support=InputSupport(empty_batch=True),  # batch 0 gives an empty output, as torch layers do
     claims=("DW-05", "DW-06", "DW-07", "DW-08"),
     description="cosine + pairwise covariance + pairwise variance scores, per-head predicted weights; OOM fallback",
     build=_build,

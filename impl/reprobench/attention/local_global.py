@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from reprobench.attention.base import SelfAttentionLayer, build_module_pair, check_positive_int, token_error_inputs, \
     token_samples
-from reprobench.registry import ComponentSpec, register
+from reprobench.registry import ComponentSpec, InputSupport, register
 
 
 def global_positions(n: int, num_global: int, device=None) -> torch.Tensor:
@@ -76,7 +76,8 @@ def local_global_sdpa(q, k, v, window: int, num_global: int, block: int = 64, dr
         allowed = torch.cat([allowed, allowed.new_ones(nb, block, num_global)], dim=2)
     qb = F.pad(q, (0, 0, 0, pad_q)).reshape(b * h, nb, block, hd)
     # 4-D inputs, (batch·heads, blocks, rows, d): the fused kernels take rank 4 only.
-    out = F.scaled_dot_product_attention(qb, kb.reshape(b * h, nb, -1, hd), vb.reshape(b * h, nb, -1, v.shape[-1]),
+    keys = kb.shape[3]  # span (+ g): explicit, since a -1 cannot be inferred at batch 0
+    out = F.scaled_dot_product_attention(qb, kb.reshape(b * h, nb, keys, hd), vb.reshape(b * h, nb, keys, v.shape[-1]),
                                          attn_mask=allowed, dropout_p=dropout_p)
     out = out.reshape(b, h, nb * block, v.shape[-1])[:, :, :n]
     if num_global:  # global query rows attend everywhere: O(g·n)
@@ -87,6 +88,8 @@ def local_global_sdpa(q, k, v, window: int, num_global: int, block: int = 64, dr
 
 class LocalGlobalAttention(SelfAttentionLayer):
     """LocalGlobalAttention(local_window, num_global_tokens, dim, num_heads, dropout). x (B, n, dim) -> (B, n, dim)."""
+
+    accepts_empty_batch = True  # batch 0 gives an empty output, as torch layers do
 
     def __init__(self, local_window: int, num_global_tokens: int, dim: int, num_heads: int, dropout: float = 0.0,
                  path: str = "optimized", block: int = 64):
@@ -124,6 +127,7 @@ TEST_DIM = 32
 
 register(ComponentSpec(
     name="attention.local_global",
+    input_support=InputSupport(empty_batch=True),  # batch 0 gives an empty output, as torch layers do
     claims=("EFF-02", "EFF-06", "EFF-07", "EFF-08", "EFF-09", "EFF-10"),
     description="sliding-window + evenly spaced global tokens; reference masked dense, optimized blocked SDPA",
     build=_build,

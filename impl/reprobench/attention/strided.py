@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from reprobench.attention.base import SelfAttentionLayer, build_module_pair, check_positive_int, token_error_inputs, \
     token_samples
-from reprobench.registry import ComponentSpec, register
+from reprobench.registry import ComponentSpec, InputSupport, register
 
 
 def strided_mask(n: int, stride: int, device=None) -> torch.Tensor:
@@ -60,6 +60,8 @@ def strided_sdpa(q, k, v, stride: int, dropout_p: float = 0.0):
 class StridedAttention(SelfAttentionLayer):
     """StridedAttention(stride, dim, num_heads, dropout). x (B, n, dim) -> (B, n, dim)."""
 
+    accepts_empty_batch = True  # batch 0 gives an empty output, as torch layers do
+
     def __init__(self, stride: int, dim: int, num_heads: int, dropout: float = 0.0, path: str = "optimized"):
         self.stride = check_positive_int(stride, "stride")
         super().__init__(dim, num_heads, dropout, path)
@@ -82,6 +84,7 @@ TEST_DIM = 32
 
 register(ComponentSpec(
     name="attention.strided",
+    input_support=InputSupport(empty_batch=True),  # batch 0 gives an empty output, as torch layers do
     claims=("EFF-01", "EFF-06", "EFF-07", "EFF-08", "EFF-09", "EFF-10"),
     description="strided self-attention (i-j ≡ 0 mod stride); reference masked dense, optimized folded SDPA",
     build=_build,

@@ -34,7 +34,7 @@ from torch import nn
 
 from reprobench.attention.base import check_positive_int, token_error_inputs
 from reprobench.attention.zoo.base_attention import BaseAttention, build_zoo_pair
-from reprobench.registry import ComponentSpec, ErrorInput, SampleInput, register
+from reprobench.registry import ComponentSpec, ErrorInput, InputSupport, SampleInput, register
 
 
 def soft_weights(scores, soft, allowed):
@@ -172,6 +172,7 @@ def _errors(device, dtype, generator):
 
 register(ComponentSpec(
     name="attention.zoo_adaptive_span",
+    input_support=InputSupport(empty_batch=True),  # batch 0 gives an empty output, as torch layers do
     claims=("ZOO-02", "ZOO-06"),
     description="adaptive span (soft ramp mask, Sukhbaatar 2019); reference dense, optimized banded within the span",
     build=_build,

@@ -30,8 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reprobench.attention.base import PATHS, check_positive_int, check_tokens, init_linear_, token_error_inputs
-from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, register
+from reprobench.attention.base import PATHS, check_positive_int, check_tokens, init_linear_, masked_softmax, \
+    token_error_inputs
+from reprobench.registry import ComponentSpec, ErrorInput, Implementations, InputSupport, SampleInput, register
+from reprobench.validation import check_size, describe
 
 
 def check_dims_heads(dims, head, head_name: str = "head") -> int:
@@ -42,12 +44,19 @@ def check_dims_heads(dims, head, head_name: str = "head") -> int:
     return dims // head
 
 
-def attention_mask_4d(mask, batch: int, heads: int, n: int, m: int) -> torch.Tensor | None:
-    """A user mask as (B|1, H|1, n|1, m); ValueError naming the expected shapes otherwise."""
+def attention_mask_4d(mask, batch: int, heads: int, n: int, m: int, like: torch.Tensor | None = None) -> torch.Tensor | None:
+    """A user mask as (B|1, H|1, n|1, m); ValueError naming the expected shapes otherwise. like: the
+    queries, whose device a mask must share and whose dtype a float mask must have (SDPA's rule)."""
     if mask is None:
         return None
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"mask must be a torch.Tensor (bool: True = attend; float: added to scores), got {type(mask).__name__}")
+    if like is not None:
+        if mask.dtype != torch.bool and mask.dtype != like.dtype:
+            raise TypeError(f"mask: expected a bool mask (True = attend) or a {str(like.dtype).replace('torch.', '')} "
+                            f"mask added to the scores, got {describe(mask)}")
+        if mask.device != like.device:
+            raise ValueError(f"mask: expected a tensor on {like.device} like x, got {describe(mask)}")
     if mask.dim() == 3:
         mask = mask.unsqueeze(1)
     elif mask.dim() == 2:
@@ -65,7 +74,7 @@ def calculate_attention(q, k, v, mask=None, temperature: float = 1.0, use_sdpa: 
     """(output (B, H, n, hd), weights (B, H, n, m) or None under SDPA)."""
     batch, heads, n, hd = q.shape
     m = k.shape[2]
-    mask = attention_mask_4d(mask, batch, heads, n, m)
+    mask = attention_mask_4d(mask, batch, heads, n, m, like=q)
     scale = 1.0 / (math.sqrt(hd) * temperature)
     if is_causal and mask is not None:  # SDPA takes one or the other: fold causality into the mask
         causal = torch.ones(n, m, dtype=torch.bool, device=q.device).tril(m - n)
@@ -78,7 +87,7 @@ def calculate_attention(q, k, v, mask=None, temperature: float = 1.0, use_sdpa: 
         scores = scores.masked_fill(~torch.ones(n, m, dtype=torch.bool, device=q.device).tril(m - n), float("-inf"))
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
-    weights = scores.softmax(dim=-1)
+    weights = masked_softmax(scores)  # a row with every key masked: zero weights, as SDPA gives it
     return weights @ v, weights
 
 
@@ -86,6 +95,7 @@ class BaseAttention(nn.Module):
     """BaseAttention(dims, head, max_dist). x (B, n, dims) -> (B, n, dims)."""
 
     use_sdpa = True  # the document reads BaseAttention.use_sdpa as a class attribute
+    accepts_empty_batch = True  # batch 0 gives an empty output; a subclass whose document code cannot says so
 
     def __init__(self, dims: int, head: int, max_dist: int = 512, path: str = "optimized"):
         super().__init__()
@@ -109,9 +119,10 @@ class BaseAttention(nn.Module):
         return t.transpose(1, 2).reshape(t.shape[0], t.shape[2], self.dims)
 
     def project(self, x, xa=None, kv_cache=None):
-        check_tokens(x, "x", self.dims, self.query.weight.dtype)
+        check_tokens(x, "x", self.dims, self.query.weight, empty_batch=self.accepts_empty_batch)
         if xa is not None:
-            check_tokens(xa, "xa", self.dims, self.query.weight.dtype)
+            check_tokens(xa, "xa", self.dims, self.query.weight, empty_batch=self.accepts_empty_batch)
+            check_size("xa", xa, 0, x.shape[0], "the batch of x")
         if kv_cache is not None:
             raise ValueError("kv_cache is not supported: the document never shows its format; pass None")
         source = x if xa is None else xa
@@ -192,6 +203,7 @@ def _errors(device, dtype, generator):
 
 register(ComponentSpec(
     name="attention.zoo_base",
+    input_support=InputSupport(empty_batch=True),  # batch 0 gives an empty output, as torch layers do
     claims=("ZOO-01", "ZOO-03"),
     description="zoo BaseAttention/calculate_attention; reference explicit softmax, optimized SDPA",
     build=_build,

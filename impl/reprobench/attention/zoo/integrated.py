@@ -33,7 +33,7 @@ from torch import nn
 from reprobench.attention.base import PATHS, check_positive_int, check_tokens, init_linear_, token_error_inputs
 from reprobench.attention.zoo.adaptive_span import AdaptiveSpan, banded_attention, soft_weights
 from reprobench.attention.zoo.base_attention import build_zoo_pair, calculate_attention, check_dims_heads
-from reprobench.registry import ComponentSpec, ErrorInput, SampleInput, make_generator, register
+from reprobench.registry import ComponentSpec, ErrorInput, InputSupport, SampleInput, make_generator, register
 
 
 class IntegratedAttention(nn.Module):
@@ -111,7 +111,7 @@ class IntegratedAttention(nn.Module):
 
     # --- forward -----------------------------------------------------------------------------------
     def check(self, x, mask):
-        check_tokens(x, "x", self.dims, self.query.weight.dtype)
+        check_tokens(x, "x", self.dims, self.query.weight, empty_batch=True)
         if mask is not None and (not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool
                                  or tuple(mask.shape) != tuple(x.shape[:2])):
             got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
@@ -187,6 +187,7 @@ def _errors(device, dtype, generator):
 
 register(ComponentSpec(
     name="attention.zoo_integrated",
+    input_support=InputSupport(empty_batch=True),  # batch 0 gives an empty output, as torch layers do
     claims=("ZOO-06", "ZOO-07"),
     description="IntegratedAttention: sliding-window adaptive span + content-updated global attention + jump",
     build=lambda config, device, dtype, generator: build_zoo_pair(IntegratedAttention, config, device, dtype, generator),

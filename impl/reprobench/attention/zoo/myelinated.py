@@ -46,6 +46,9 @@ def sample_categorical(probs, uniform):
 class MyelinatedLayer(BaseAttention):
     """MyelinatedLayer(dims, head, layerA, sparsity_threshold, max_dist). x (B, n, dims) -> (B, n, dims)."""
 
+    # The document's compute_attention infers the head dim with view(..., -1), impossible at batch 0.
+    accepts_empty_batch = False
+
     def __init__(self, dims, head, layerA=3, sparsity_threshold=0.1, max_dist=512, bool_mask=False, seed=0,
                  debug=False, path="optimized"):
         super().__init__(dims, head, max_dist, path)

@@ -24,6 +24,7 @@ import torch
 
 from reprobench.attention.base import check_positive_int
 from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, Tolerance, register
+from reprobench.validation import check_index_range, check_like, check_tensor
 
 
 class Refiner:
@@ -54,13 +55,13 @@ class Refiner:
 
 
 def check_environment(states, actions, rewards, next_state, uniforms):
-    if not isinstance(rewards, torch.Tensor) or tuple(rewards.shape) != (states, actions) or not rewards.is_floating_point():
-        raise ValueError(f"rewards must be a float tensor of shape (states, actions) = ({states}, {actions})")
-    if (not isinstance(next_state, torch.Tensor) or tuple(next_state.shape) != (states, actions)
-            or next_state.dtype != torch.long):
-        raise ValueError(f"next_state must be a long tensor of shape (states, actions) = ({states}, {actions})")
-    if not isinstance(uniforms, torch.Tensor) or uniforms.dim() != 3 or uniforms.shape[-1] != 3:
-        raise ValueError("uniforms must be a tensor (learners, steps, 3) of U[0, 1) draws")
+    """Shapes and dtypes only (no host sync). float64 only: the reference computes in Python floats,
+    so a lower precision would drift from it (a flipped greedy tie sends a learner elsewhere)."""
+    check_tensor("rewards", rewards, shape=(states, actions), dtypes=(torch.float64,))
+    check_tensor("next_state", next_state, shape=(states, actions), dtypes=(torch.int64,), same_device_as=rewards,
+                 like_what="rewards")
+    check_tensor("uniforms", uniforms, shape=("learners", "steps", 3), dtypes=(torch.float64,))
+    check_like("uniforms", uniforms, rewards, "rewards")
 
 
 class RefinerRun:
@@ -74,8 +75,16 @@ class RefinerRun:
 
     def __call__(self, rewards, next_state, uniforms):
         check_environment(self.states, self.actions, rewards, next_state, uniforms)
-        return self.reference(rewards, next_state, uniforms) if self.path == "reference" else \
-            self.optimized(rewards, next_state, uniforms)
+        if self.path == "reference":
+            check_index_range("next_state", next_state, self.states)  # the reference reads every entry anyway
+            return self.reference(rewards, next_state, uniforms)
+        try:
+            return self.optimized(rewards, next_state, uniforms)
+        except (IndexError, RuntimeError):
+            # gather refuses an index outside [0, states) without a host sync; only on that failure do
+            # we read next_state back, to say which argument was wrong
+            check_index_range("next_state", next_state, self.states)
+            raise
 
     def reference(self, rewards, next_state, uniforms):
         learners, steps, _ = uniforms.shape
@@ -97,6 +106,9 @@ class RefinerRun:
 
     def optimized(self, rewards, next_state, uniforms):
         learners, steps, _ = uniforms.shape
+        # one gather over the whole table checks every index on the device (no host sync), so a bad
+        # entry fails even where no learner happens to visit it, as in the reference
+        rewards.new_zeros(self.states).gather(0, next_state.flatten())
         q = torch.zeros(learners, self.states, self.actions, dtype=rewards.dtype, device=rewards.device)
         rows = torch.arange(learners, device=rewards.device)
         state = torch.zeros(learners, dtype=torch.long, device=rewards.device)
@@ -108,7 +120,8 @@ class RefinerRun:
             explore = (action_u * self.actions).long().clamp(max=self.actions - 1)
             action = torch.where(explore_u < self.epsilon, explore, greedy)
             following = next_state[state, action]
-            best_next = q[rows, following].amax(-1)
+            # gather, not q[rows, following]: advanced indexing would wrap a negative state around
+            best_next = q.gather(1, following.view(-1, 1, 1).expand(-1, 1, self.actions)).squeeze(1).amax(-1)
             old = q[rows, state, action]
             q = q.index_put((rows, state, action), old + self.alpha * (rewards[state, action] + self.gamma * best_next - old))
             state = following
@@ -143,9 +156,9 @@ def _errors(device, dtype, generator):
     rewards, next_state, _ = span_environment(TEST_CONFIG["states"], 3, device, dtype)
     uniforms = torch.rand(2, 5, 3, generator=generator, device=device, dtype=dtype)
     return [
-        ErrorInput(SampleInput((rewards[:, :2], next_state, uniforms), name="rewards_shape"), ValueError, r"rewards must be"),
-        ErrorInput(SampleInput((rewards, next_state.float(), uniforms), name="next_state_dtype"), ValueError, r"next_state must be"),
-        ErrorInput(SampleInput((rewards, next_state, uniforms[..., :2]), name="uniforms_shape"), ValueError, r"uniforms must be"),
+        ErrorInput(SampleInput((rewards[:, :2], next_state, uniforms), name="rewards_shape"), ValueError, r"rewards: expected"),
+        ErrorInput(SampleInput((rewards, next_state.float(), uniforms), name="next_state_dtype"), TypeError, r"next_state: expected"),
+        ErrorInput(SampleInput((rewards, next_state, uniforms[..., :2]), name="uniforms_shape"), ValueError, r"uniforms: expected"),
         ErrorInput(SampleInput((rewards, next_state, uniforms), name="states_zero"), ValueError, r"states must be >= 1",
                    config=dict(TEST_CONFIG, states=0)),
         ErrorInput(SampleInput((rewards, next_state, uniforms), name="alpha_zero"), ValueError, r"alpha must be",

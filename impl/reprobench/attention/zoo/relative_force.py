@@ -11,6 +11,8 @@ line, with the smallest changes that let it run (recorded in ZOO-04's deviations
 3. A 3-D mask (B, n, n) is read as (B, 1, n, n) (the raw sum would align it as (1, B, n, n)); a bool
    mask is refused, since ``combined_attention + mask`` adds 0/1 to it instead of masking. The mask is
    additive: 0 where a key is allowed, -inf where it is masked, which gives masked keys exactly 0.
+4. A row whose every key is masked gets all-zero weights (zero output, zero gradients) instead of the
+   softmax's 0/0 = NaN, in both twins (``masked_softmax``).
 
 Defects the reference keeps (measured in ZOO-04): ``einsum('bstn,hd->bshtn', ...)`` sums the
 modulator over its own index d, so each head's "direction" collapses to the scalar c_h = Σ_d M[h, d]:
@@ -31,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reprobench.attention.base import PATHS, check_positive_int, check_tokens, init_linear_, token_error_inputs
+from reprobench.attention.base import PATHS, check_positive_int, check_tokens, init_linear_, masked_softmax, \
+    token_error_inputs
 from reprobench.attention.zoo.base_attention import attention_mask_4d, build_zoo_pair, check_dims_heads
 from reprobench.registry import ComponentSpec, ErrorInput, SampleInput, register
 
@@ -68,11 +71,13 @@ class RelativeForce(nn.Module):
         return self
 
     def check(self, x, mask):
-        check_tokens(x, "x", self.dims, self.v_proj.weight.dtype)
+        # batch 0 is refused: the document's forward infers the head dim with view(..., -1), which
+        # cannot be inferred from an empty tensor
+        check_tokens(x, "x", self.dims, self.v_proj.weight)
         if isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:
             raise TypeError("mask is added to the scores: pass a float mask (0 = attend, -inf = masked), not bool")
         batch, n = x.shape[:2]
-        return attention_mask_4d(mask, batch, self.heads, n, n)
+        return attention_mask_4d(mask, batch, self.heads, n, n, like=x)
 
     def forward(self, x, mask=None):
         mask = self.check(x, mask)
@@ -110,7 +115,7 @@ class RelativeForce(nn.Module):
         combined_attention = balance * force_attention + (1 - balance) * topo_attention
         if mask is not None:
             combined_attention = combined_attention + mask
-        weights = F.softmax(combined_attention, dim=-1)
+        weights = masked_softmax(combined_attention)  # deviation 4: a fully masked row gets zero weights
         output = torch.matmul(weights, v)
         output = output.transpose(1, 2).contiguous().reshape(batch, seq_len, -1)
         return (self.output(output), weights) if return_weights else self.output(output)
@@ -140,7 +145,7 @@ class RelativeForce(nn.Module):
         combined = balance * force + (1 - balance) * topo
         if mask is not None:
             combined = combined + mask
-        out = F.softmax(combined, dim=-1) @ v  # (B, H, n, hd)
+        out = masked_softmax(combined) @ v  # (B, H, n, hd); a fully masked row gets zero weights
         return self.output(out.transpose(1, 2).reshape(batch, n, self.dims))
 
     def attention_probs(self, x, mask=None):

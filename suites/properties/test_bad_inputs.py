@@ -1,0 +1,127 @@
+"""Derived bad inputs over the registry (issue 15): every kind of bad call in bad_inputs.KINDS, made on
+both twins of every registered component, ends in a clear error or a correct result, the same way
+in both twins, as the component's InputSupport declares. Kinds that do not apply to a component (no
+integer argument to put out of range, ...) are not generated.
+
+`python -m suites.properties.bad_inputs` prints the outcome counts per kind. The judge's own tests
+at the bottom aim it at deliberately broken fake components and watch each failure get named.
+"""
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from reprobench.registry import ComponentSpec, Implementations, InputSupport, SampleInput, list_components
+from suites.properties.bad_inputs import KINDS, base_dtype, build, derive, judge
+
+
+@functools.lru_cache(maxsize=None)
+def _built(name: str):
+    spec = next(s for s in list_components() if s.name == name)
+    return spec, build(spec, base_dtype(spec))
+
+
+@functools.lru_cache(maxsize=None)
+def _applies(name: str, kind: str) -> bool:
+    spec, impls = _built(name)
+    return derive(spec, kind, impls) is not None
+
+
+def _cases():
+    return [pytest.param(spec, kind, id=f"{spec.name}-{kind}")
+            for spec in list_components() for kind in KINDS if _applies(spec.name, kind)]
+
+
+@pytest.mark.parametrize("spec,kind", _cases())
+def test_bad_input_is_handled(spec, kind):
+    outcome = judge(spec, kind)
+    assert outcome.ok, (f"{spec.name}, {kind}: {outcome.verdict}\n{outcome.detail}\n"
+                        f"rerun: python -m suites.properties.bad_inputs '{spec.name}'")
+
+
+def test_every_kind_applies_somewhere():
+    """A kind that no component reaches tests nothing: a derivation bug would hide there."""
+    unused = [kind for kind in KINDS if not any(_applies(spec.name, kind) for spec in list_components())]
+    assert not unused, f"kinds derived for no component: {unused}"
+
+
+# --- the judge, aimed at broken fakes -------------------------------------------------------------
+
+def _fake(reference, optimized, support=InputSupport()):
+    """A one-argument component x (batch, n, 4) -> (batch, n, 4); never registered."""
+    def samples(n, device, dtype, generator):
+        return [SampleInput((torch.randn(2, n, 4, dtype=dtype, generator=generator),), name="x")]
+
+    return ComponentSpec(name="attention.fake", claims=(), description="fake",
+                         build=lambda config, device, dtype, generator: Implementations(reference, optimized),
+                         sample_inputs=samples, input_support=support)
+
+
+def _checked(x):
+    if not isinstance(x, torch.Tensor) or x.dtype not in (torch.float32, torch.float64) or x.dim() != 3:
+        raise TypeError(f"x: expected a float32 or float64 tensor (batch, n, 4), got {x}")
+    if x.shape[-1] != 4 or 0 in x.shape or x.device.type == "meta":
+        raise ValueError(f"x: expected shape (batch >= 1, n >= 1, 4) with data, got {tuple(x.shape)}")
+    return x
+
+
+def good(x):
+    return _checked(x) * 2.0
+
+
+def test_judge_passes_a_well_behaved_component():
+    spec = _fake(good, good)
+    outcomes = [judge(spec, kind) for kind in KINDS if derive(spec, kind) is not None]
+    assert outcomes and all(o.ok for o in outcomes), [o for o in outcomes if not o.ok]
+
+
+def test_judge_names_an_error_from_inside_torch():
+    def crashes(x):
+        return torch.cat([x, torch.zeros(3, 3, dtype=x.dtype)])  # fails inside torch for any x
+    outcome = judge(_fake(good, crashes), "rank_plus")
+    assert outcome.verdict == "error from inside torch", outcome
+
+
+def test_judge_names_an_error_that_names_no_argument():
+    def vague(x):
+        raise ValueError("bad")
+    assert judge(_fake(vague, vague), "int_dtype").verdict == "error names no argument"
+
+
+def test_judge_names_a_silently_accepted_half_input():
+    def lenient(x):
+        return x * 2.0
+    assert judge(_fake(lenient, lenient), "float16").verdict == "accepted an unsupported input"
+
+
+def test_judge_names_a_declared_case_that_is_rejected():
+    spec = _fake(good, good, InputSupport(empty_batch=True))
+    assert judge(spec, "batch_zero").verdict == "rejected a supported input"
+
+
+def test_judge_names_twins_that_disagree_on_acceptance():
+    def lenient(x):
+        return x * 2.0
+    assert judge(_fake(good, lenient), "rank_plus").verdict == "twins disagree"
+
+
+def test_judge_names_a_nan_one_twin_swallows():
+    def swallows(x):
+        return torch.nan_to_num(good(x))
+    assert judge(_fake(good, swallows), "nan").verdict == "twins disagree"
+
+
+def test_judge_names_a_result_that_depends_on_strides():
+    def stride_sensitive(x):
+        return good(x) + (0.0 if x.is_contiguous() else 1.0)
+    assert judge(_fake(stride_sensitive, stride_sensitive), "non_contiguous").verdict == "wrong result"
+
+
+def test_judge_names_a_non_empty_output_for_an_empty_batch():
+    def fills(x):
+        x = x if x.shape[0] else torch.zeros(1, *x.shape[1:], dtype=x.dtype)
+        return x * 2.0
+    spec = _fake(fills, fills, InputSupport(empty_batch=True))
+    assert judge(spec, "batch_zero").verdict == "wrong result"
