@@ -10,28 +10,28 @@ import os
 
 import torch
 
+from reprobench import validation
+from reprobench.validation import check_tensor, describe
+
 # Fraction of the currently free memory one chunk may use: "chunk size adapts based on available
 # memory". A quarter leaves room for the caller's own tensors and the chunk's temporaries.
 MEMORY_FRACTION = 0.25
 
 
 def check_embeddings(E, name: str = "E") -> torch.Tensor:
-    """E must be a floating tensor [..., samples, dim] (rank >= 2); returns it as (samples, dim)."""
-    if not isinstance(E, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [samples, dim], got {type(E).__name__}")
-    if E.dim() < 2:
-        raise ValueError(f"{name} must have shape [samples, dim] (rank >= 2), got rank {E.dim()} shape {tuple(E.shape)}")
-    if not E.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor, got dtype {E.dtype}")
-    if E.shape[-1] == 0 or E.numel() == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(E.shape)}); pass at least one sample of dim >= 1")
+    """E must be a float32/float64 tensor (..., samples, dim) with at least one sample and one dim;
+    returns it as (samples, dim). Metadata only: no host sync."""
+    check_tensor(name, E)  # a tensor, its dtype, not 'meta'
+    if E.dim() < 2 or E.numel() == 0:
+        raise ValueError(f"{name}: expected a float32 or float64 tensor of shape (..., samples, dim) with "
+                         f"samples >= 1 and dim >= 1, got {describe(E)}")
     return E.reshape(-1, E.shape[-1])
 
 
 def check_finite(E: torch.Tensor, name: str = "E") -> None:
-    """Raise on NaN/inf. One host sync: callers on a hot path pass check_finite=False."""
-    if not bool(torch.isfinite(E).all()):
-        raise ValueError(f"{name} contains NaN or inf; the regularizers need finite embeddings")
+    """Raise on NaN/inf. One host sync: for direct callers who ask for it (check_finite_values=True).
+    The registered twins leave it off, so NaN/inf in gives NaN out in both."""
+    validation.check_finite(name, E)
 
 
 def check_gamma_epsilon(gamma, epsilon) -> tuple[float, float]:

@@ -100,7 +100,8 @@ def covariance_regularization(E, *, chunk_size=None, memory_budget_bytes=None, m
 
 class _Reference:
     def __call__(self, E):
-        return covariance_component_torch(E)
+        # no finiteness check (a host sync the optimized may not make): NaN/inf in, NaN out, in both
+        return covariance_component_torch(E, check_finite_values=False)
 
 
 class _Optimized:
@@ -134,10 +135,10 @@ def _sample_inputs(n, device, dtype, generator):
 def _error_inputs(device, dtype, generator):
     E = torch.randn(8, DIM, device=device, dtype=dtype, generator=generator)
     return [
-        ErrorInput(SampleInput((E[0],), name="rank1"), ValueError, r"E must have shape \[samples, dim\]"),
-        ErrorInput(SampleInput((E.long(),), name="int"), TypeError, r"E must be a floating tensor"),
-        ErrorInput(SampleInput((E[:0],), name="empty"), ValueError, r"E is empty"),
-        ErrorInput(SampleInput(([[1.0, 2.0]],), name="list"), TypeError, r"E must be a torch.Tensor"),
+        ErrorInput(SampleInput((E[0],), name="rank1"), ValueError, r"E: expected .* shape \(\.\.\., samples, dim\)"),
+        ErrorInput(SampleInput((E.long(),), name="int"), TypeError, r"E: expected a float32 or float64 tensor"),
+        ErrorInput(SampleInput((E[:0],), name="empty"), ValueError, r"E: expected .*samples >= 1 and dim >= 1"),
+        ErrorInput(SampleInput(([[1.0, 2.0]],), name="list"), TypeError, r"E: expected a float32 or float64 tensor"),
     ]
 
 

@@ -19,8 +19,8 @@ Versions:
   written, kept in the reference (DW-01 measures the gap where it starts).
 - ``invariance_reference`` — the same formula in torch, one row at a time (the registry reference);
   returns one loss per row, as the document returns one loss per call.
-- ``invariance`` — the optimized twin: ``F.cross_entropy(reduction="none")``, i.e. log_softmax
-  and a gather, batched, no log of an underflowed probability, no host sync.
+- ``invariance`` — the optimized twin: cross-entropy per row as log_softmax and a gather, batched,
+  no log of an underflowed probability, no host sync.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, register
+from reprobench.registry import ComponentSpec, ErrorInput, Implementations, InputSupport, SampleInput, register
+from reprobench.validation import INTEGER, check_finite, check_index_range, check_tensor
 
 
 def _softmax_numpy(x):
@@ -45,47 +46,49 @@ def invariance_numpy(logits, true_class):
     return loss
 
 
-def check_logits_classes(logits, true_class, check_values: bool = True):
-    """logits (batch, classes) floating, true_class (batch,) integer; returns 2-D views."""
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"logits must be a torch.Tensor [batch, classes], got {type(logits).__name__}")
-    if logits.dim() not in (1, 2):
-        raise ValueError(f"logits must have shape [classes] or [batch, classes] (rank 1 or 2), got {tuple(logits.shape)}")
-    if not logits.is_floating_point():
-        raise TypeError(f"logits must be a floating tensor, got dtype {logits.dtype}")
-    if logits.shape[-1] == 0:
-        raise ValueError("logits has 0 classes; pass at least one class")
+def check_logits_classes(logits, true_class, check_range: bool = True, check_finite_values: bool = True):
+    """logits (classes,) or (batch, classes) float32/float64, true_class an int or an integer tensor
+    with one class index per row; returns 2-D views. The value checks are host syncs: the reference
+    makes the range check (it reads every label anyway), the optimized twin none."""
+    check_tensor("logits", logits, shape=[("classes",), ("batch", "classes")], nonempty=("classes",))
     if isinstance(true_class, int) and not isinstance(true_class, bool):
         true_class = torch.tensor(true_class, device=logits.device)
-    if not isinstance(true_class, torch.Tensor) or true_class.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"true_class must be an int or an integer tensor, got {getattr(true_class, 'dtype', type(true_class).__name__)}")
+    check_tensor("true_class", true_class, dtypes=INTEGER, same_device_as=logits, like_what="logits")
     if true_class.shape != logits.shape[:-1]:
         raise ValueError(f"true_class has shape {tuple(true_class.shape)}, expected {tuple(logits.shape[:-1])} "
                          f"(one class index per row of logits {tuple(logits.shape)})")
-    if check_values:  # host syncs: the reference checks, the optimized hot path leaves it to the caller
-        classes = logits.shape[-1]
-        if bool(((true_class < 0) | (true_class >= classes)).any()):
-            raise ValueError(f"true_class must be in [0, {classes}) (the number of classes of logits)")
-        if not bool(torch.isfinite(logits).all()):
-            raise ValueError("logits contains NaN or inf")
+    if check_range:
+        check_index_range("true_class", true_class, logits.shape[-1])
+    if check_finite_values:
+        check_finite("logits", logits)
     return logits.reshape(-1, logits.shape[-1]), true_class.reshape(-1).long()
 
 
-def invariance_reference(logits, true_class):
-    """The document's formula in torch, one row at a time. Returns (batch,) or a 0-d tensor."""
-    rows, classes = check_logits_classes(logits, true_class, check_values=True)
+def invariance_reference(logits, true_class, *, check_finite_values: bool = True):
+    """The document's formula in torch, one row at a time. Returns (batch,) or a 0-d tensor.
+    check_finite_values=False (as registered): NaN/inf logits give NaN, as in the optimized twin."""
+    rows, classes = check_logits_classes(logits, true_class, check_finite_values=check_finite_values)
     losses = []
     for row, label in zip(rows, classes):
         probabilities = torch.softmax(row, dim=-1)
         p_true_class = probabilities[label]
         losses.append(-torch.log(p_true_class))
-    return torch.stack(losses).reshape(logits.shape[:-1])
+    losses = torch.stack(losses) if losses else rows.new_empty(0)  # batch 0: no rows, no losses
+    return losses.reshape(logits.shape[:-1])
 
 
 def invariance(logits, true_class, *, check_values: bool = False):
-    """Optimized: cross-entropy per row via log_softmax (finite for any finite logits)."""
-    rows, classes = check_logits_classes(logits, true_class, check_values=check_values)
-    return F.cross_entropy(rows, classes, reduction="none").reshape(logits.shape[:-1])
+    """Optimized: cross-entropy per row, -log_softmax gathered at the label (finite for any finite
+    logits). gather, not F.cross_entropy, whose ignore_index=-100 would silently give a 0 loss for
+    a -100 label; gather refuses any index outside [0, classes) without a host sync."""
+    rows, classes = check_logits_classes(logits, true_class, check_range=check_values, check_finite_values=check_values)
+    log_p = F.log_softmax(rows, dim=-1)
+    try:
+        picked = log_p.gather(1, classes[:, None])[:, 0]
+    except RuntimeError:
+        check_index_range("true_class", classes, rows.shape[-1])  # only on failure: name the argument
+        raise
+    return (-picked).reshape(logits.shape[:-1])
 
 
 def cosine_distance(x, y, eps: float = 1e-8):
@@ -95,8 +98,13 @@ def cosine_distance(x, y, eps: float = 1e-8):
 
 # --- registry ---------------------------------------------------------------------------------------
 
+def _reference(logits, true_class):
+    """The registered reference: labels range-checked, logits not (NaN in, NaN out, as the optimized)."""
+    return invariance_reference(logits, true_class, check_finite_values=False)
+
+
 def _build(config, device, dtype, generator):
-    return Implementations(reference=invariance_reference, optimized=invariance)
+    return Implementations(reference=_reference, optimized=invariance)
 
 
 CLASSES = 10
@@ -117,16 +125,17 @@ def _error_inputs(device, dtype, generator):
     logits = torch.randn(4, CLASSES, device=device, dtype=dtype, generator=generator)
     labels = torch.zeros(4, dtype=torch.long, device=device)
     return [
-        ErrorInput(SampleInput((logits[None], labels), name="rank3"), ValueError, r"logits must have shape"),
-        ErrorInput(SampleInput((logits.long(), labels), name="int_logits"), TypeError, r"logits must be a floating"),
+        ErrorInput(SampleInput((logits[None], labels), name="rank3"), ValueError, r"logits: expected .* shape \(classes,\) or \(batch, classes\)"),
+        ErrorInput(SampleInput((logits.long(), labels), name="int_logits"), TypeError, r"logits: expected a float32 or float64 tensor"),
         ErrorInput(SampleInput((logits, labels[:3]), name="class_count_mismatch"), ValueError,
                    r"true_class has shape \(3,\), expected \(4,\)"),
-        ErrorInput(SampleInput((logits, labels.float()), name="float_class"), TypeError, r"true_class must be an int"),
+        ErrorInput(SampleInput((logits, labels.float()), name="float_class"), TypeError, r"true_class: expected an int64 or int32 tensor"),
     ]
 
 
 register(ComponentSpec(
     name="regularizers.invariance",
+    input_support=InputSupport(empty_batch=True),  # one loss per row: no rows, no losses
     claims=("DW-01",),
     description="invariance = -log softmax(logits)[true_class]; reference per-row formula, optimized cross_entropy",
     build=_build,

@@ -79,8 +79,8 @@ class _Bound:
 
 def _build(config, device, dtype, generator):
     gamma, epsilon = check_gamma_epsilon(config.get("gamma", 0.1), config.get("epsilon", 1e-8))
-    # The reference validates finiteness (one host sync); the optimized hot path does not.
-    return Implementations(reference=_Bound(variance_component_torch, gamma, epsilon, True),
+    # Neither twin checks finiteness (a host sync the optimized may not make): NaN/inf in, NaN out, in both.
+    return Implementations(reference=_Bound(variance_component_torch, gamma, epsilon, False),
                            optimized=_Bound(variance_regularization, gamma, epsilon, False))
 
 
@@ -102,9 +102,9 @@ def _sample_inputs(n, device, dtype, generator):
 def _error_inputs(device, dtype, generator):
     E = torch.randn(8, DIM, device=device, dtype=dtype, generator=generator)
     return [
-        ErrorInput(SampleInput((E[0],), name="rank1"), ValueError, r"E must have shape \[samples, dim\]"),
-        ErrorInput(SampleInput((E.long(),), name="int"), TypeError, r"E must be a floating tensor"),
-        ErrorInput(SampleInput((E[:0],), name="empty"), ValueError, r"E is empty"),
+        ErrorInput(SampleInput((E[0],), name="rank1"), ValueError, r"E: expected .* shape \(\.\.\., samples, dim\)"),
+        ErrorInput(SampleInput((E.long(),), name="int"), TypeError, r"E: expected a float32 or float64 tensor"),
+        ErrorInput(SampleInput((E[:0],), name="empty"), ValueError, r"E: expected .*samples >= 1 and dim >= 1"),
         ErrorInput(SampleInput((E,), name="gamma_negative"), ValueError, r"gamma must be a finite float >= 0",
                    config=dict(gamma=-1.0, epsilon=1e-8)),
         ErrorInput(SampleInput((E,), name="epsilon_nan"), ValueError, r"epsilon must be a finite float >= 0",
