@@ -111,8 +111,9 @@ def rollout_cost(ctx: RunContext) -> Outcome:
                   **({} if cpu else {"all_cores_note": f"CPU threads only; measured on {ctx.device.type}"}),
                   **{f"bench_N{n}_L12_speedup": speedups[n].point for n in bench_sizes[:-1]}},
         rule=(f"FLOPs are primary for the complexity claim (torch flop counter, deterministic; the claim is about cost, "
-              f"not this machine): fitted log-log exponents of the documented full-product rollout, in N (L = 4) within "
-              f"{EXPONENT_N:g} ± {TOLERANCE:g} and in L (N = 65) within {EXPONENT_L:g} ± {TOLERANCE:g}, each with r² >= "
+              f"not this machine): fitted log-log exponents of the documented full-product rollout, in N (L = 4) in "
+              f"[{EXPONENT_N - TOLERANCE:g}, {EXPONENT_N + TOLERANCE:g}] and in L (N = 65) in [{EXPONENT_L - TOLERANCE:g}, "
+              f"{EXPONENT_L + TOLERANCE:g}] (± {TOLERANCE:g}), each with r² >= "
               f"{MIN_R2}. Time decides the optimized twin's benchmark target: full / CLS-row-chain time at N = {n_bench}, "
               f"L = 12, one thread, >= {TARGET_SPEEDUP:g}, from paired interleaved rounds (holds if the whole 95% interval "
               f"is >= {TARGET_SPEEDUP:g}, fails if wholly below, else inconclusive). The read-once ceiling is supporting "
