@@ -2,17 +2,22 @@
 and rules, gating, schedulers, torch.optim conventions (closure, groups, state_dict round trip)."""
 from __future__ import annotations
 
+import dis
+import inspect
 import io
 import math
+import sys
+import textwrap
 
 import pytest
 import torch
 from hypothesis import example, given, strategies as st
 
 from reprobench.measure import count_host_syncs
+from reprobench.optim import fam as fam_module, fam_corrected as fam_corrected_module
 from reprobench.optim.fam import FAM, document_momentum
 from reprobench.optim.fam_corrected import CorrectedFAM, CorrectedFAMOptimizer, corrected_add_handlers, \
-    corrected_band_ranges, corrected_momentum
+    corrected_band_ranges, corrected_momentum, window_sample
 from reprobench.optim.fam_handlers import HANDLER_NAMES, band_matrix, band_ranges, document_handlers
 from reprobench.optim.fam_reference import FAMOptimizer, SparseGradientError, add_handlers_to_groups
 from reprobench.optim.fam_schedulers import FAMScheduler, FAMScheduler2, reference_lrs, warmup_cosine
@@ -411,3 +416,174 @@ def test_scheduler_configs_the_reference_cannot_run_are_rejected(name, overrides
     spec = get(name)
     with pytest.raises(ValueError, match=match):
         spec.build(spec.config(overrides), torch.device("cpu"), torch.float64, torch.Generator().manual_seed(0))
+
+
+# --- every path of the optimized step, compared with the reference (issue 14 point 7) -------------
+#
+# The registry's config (alpha 0.9 and 0.8) never reaches the momentum caps: min(0.95, alpha + 0.05)
+# equals alpha + 0.05 there, so a twin without the cap agrees with the reference. Here each handler
+# meets alphas below the attention floor (0.5), past every document cap (0.93) and past the caps'
+# "wrong direction" (0.97, where the corrected rules clamp), with weight decay on and off. The
+# gradients are shaped so that every rule's branch is taken: smooth (low bands), white (flat), a
+# sine at bin 20 (conv's mid bands), a sine at the middle bin and an alternating sign (top band).
+# The parameters are unsampled (600), sampled 1-D (10050) and 2-D (110 x 100), below min_size (30),
+# and one has zero gradients (the rFFT power total is 0).
+
+BRANCH_GROUPS = [(kind, alpha, wd) for kind in HANDLER_NAMES for alpha, wd in ((0.5, 0.1), (0.93, 0.0), (0.93, 0.1), (0.97, 0.0))]
+BRANCH_SHAPES = [(600,)] * 6 + [(10050,), (110, 100), (30,)]
+BRANCH_STEPS = 6
+
+
+def _shaped_gradient(kind_index, shape, step, generator):
+    n = math.prod(shape)
+    k = torch.arange(n, dtype=torch.float64)
+    noise = torch.randn(n, dtype=torch.float64, generator=generator)
+    smooth = noise.cumsum(0) / n ** 0.5
+    spectra = [smooth, noise, torch.sin(2 * math.pi * 20 * k / n) + 0.1 * noise,
+               torch.sin(math.pi * k / 2) + 0.1 * noise, smooth * (-1) ** k, torch.zeros(n, dtype=torch.float64)]
+    return spectra[kind_index % len(spectra)].reshape(shape) * (1 + 0.1 * step)
+
+
+def _branch_run(cls, groups_spec, record=None, **extra):
+    gen = torch.Generator().manual_seed(5)
+    params, groups = [], []
+    for kind, alpha, wd in groups_spec:
+        members = [torch.randn(s, dtype=torch.float64, generator=gen).requires_grad_() for s in BRANCH_SHAPES]
+        params.append(members)
+        groups.append(dict(params=members, handler=kind, alpha=alpha, weight_decay=wd))
+    groups.append(dict(params=[torch.randn(600, dtype=torch.float64, generator=gen).requires_grad_()],
+                       handler="attention", n_bands=1))  # the document's ZeroDivisionError -> plain momentum
+    params.append(groups[-1]["params"])
+    groups.append(dict(params=[torch.zeros(5, dtype=torch.float64)]))  # never has a gradient
+    opt = cls(groups, lr=0.01, beta=0.9, n_bands=8, fam_start_step=2, min_size=64,
+              generator=torch.Generator().manual_seed(3), **extra)
+    if record is not None:  # spy on the reference's handlers: which rule each call took
+        for kind, handler in opt.handlers.items():
+            def spy(bands, alpha, kind=kind, rule=handler.get_adaptive_momentum):
+                record.add(_branch(kind, bands, alpha))
+                return rule(bands, alpha)
+            handler.get_adaptive_momentum = spy
+    grad_gen = torch.Generator().manual_seed(6)
+    for t in range(BRANCH_STEPS):
+        for members in params:
+            for i, p in enumerate(members):
+                p.grad = _shaped_gradient(i, p.shape, t, grad_gen)
+        opt.step()
+    return [p for members in params for p in members], opt
+
+
+def _branch(kind, bands, alpha):
+    """(handler, rule, whether its cap or floor decided the value) for the document's rules."""
+    n = len(bands)
+    if kind == "attention":
+        top = max(range(n), key=lambda i: (bands[i], -i))
+        if top < n // 4:
+            return kind, "low", alpha - 0.05 < 0.85
+        return (kind, "high", alpha + 0.08 > 0.98) if top > 3 * n // 4 else (kind, "base", False)
+    if kind == "conv":
+        if sum(bands[n // 4:(3 * n) // 4]) > 0.4:
+            return kind, "mid", alpha + 0.07 > 0.97
+        return (kind, "high", alpha + 0.05 > 0.95) if sum(bands[(3 * n) // 4:]) > 0.3 else (kind, "base", False)
+    if kind == "embedding":
+        return (kind, "high", alpha + 0.08 > 0.98) if sum(bands[(3 * n) // 4:]) > 0.2 else (kind, "base", False)
+    return (kind, "high", alpha + 0.05 > 0.95) if sum(bands[n // 2:]) > 0.3 else (kind, "base", False)
+
+
+EVERY_BRANCH = {(k, r, c) for k, rules in (("default", ("high",)), ("embedding", ("high",)), ("conv", ("mid", "high")),
+                                            ("attention", ("low", "high"))) for r in rules for c in (True, False)} \
+    | {(k, "base", False) for k in HANDLER_NAMES}
+
+
+def _assert_twins_agree(ref_cls, opt_cls, **extra):
+    branches = set()
+    ref_params, ref = _branch_run(ref_cls, BRANCH_GROUPS, record=branches)
+    opt_params, opt = _branch_run(opt_cls, BRANCH_GROUPS, **extra)
+    for i, (a, b) in enumerate(zip(ref_params, opt_params)):
+        torch.testing.assert_close(b, a, atol=1e-9, rtol=1e-7, msg=lambda m, i=i: f"param {i}: {m}")
+        torch.testing.assert_close(opt.state[b]["exp_avg"], ref.state[a]["exp_avg"], atol=1e-9, rtol=1e-7)
+    return branches
+
+
+def _executable_lines(code):
+    lines = {line for _, line in dis.findlinestarts(code) if line and line != code.co_firstlineno}
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            lines |= _executable_lines(const)
+    return lines
+
+
+def _lines_run(action, functions):
+    """Lines of ``functions`` that ran during action(), and the lines they have."""
+    codes = [inspect.unwrap(f).__code__ for f in functions]
+    wanted = {(c.co_filename, line) for c in codes for line in _executable_lines(c)}
+    files = {c.co_filename for c in codes}
+    seen = set()
+
+    def local(frame, event, arg):
+        if event == "line":
+            seen.add((frame.f_code.co_filename, frame.f_lineno))
+        return local
+
+    sys.settrace(lambda frame, event, arg: local if frame.f_code.co_filename in files else None)
+    try:
+        action()
+    finally:
+        sys.settrace(None)
+    return seen & wanted, wanted
+
+
+OPTIMIZED_PATHS = {
+    FAM: [FAM._group_step, FAM._band_matrix, FAM._momentum, document_momentum, fam_module._foreach],
+    CorrectedFAM: [FAM._group_step, CorrectedFAM._band_matrix, CorrectedFAM._momentum, corrected_momentum,
+                   document_momentum, fam_module._foreach, window_sample],
+}
+
+
+@pytest.mark.parametrize("ref_cls,opt_cls", PAIRS, ids=["document", "corrected"])
+def test_every_path_of_the_optimized_step_matches_the_reference(ref_cls, opt_cls):
+    """Both twins on BRANCH_GROUPS, with foreach on and off: every line of the optimized step runs,
+    every rule of every handler is taken with its cap (or floor) deciding and not deciding, and the
+    results agree."""
+    branches = set()
+
+    def both_modes():
+        for foreach in (True, False):
+            branches.update(_assert_twins_agree(ref_cls, opt_cls, foreach=foreach))
+
+    ran, lines = _lines_run(both_modes, OPTIMIZED_PATHS[opt_cls])
+    assert branches == EVERY_BRANCH, f"rules never taken: {sorted(EVERY_BRANCH - branches)}"
+    missed = {line for _, line in lines - ran} - (_fallback_lines() if opt_cls is CorrectedFAM else set())
+    assert not missed, f"lines of the optimized step never run: {sorted(missed)}"
+
+
+def _fallback_lines() -> set[int]:
+    """FAM's 'band matrix is None' branch (the document's n_bands = 1 ZeroDivisionError): the
+    corrected bands always exist, so CorrectedFAM cannot reach it."""
+    source, start = inspect.getsourcelines(FAM._group_step)
+    at = next(i for i, text in enumerate(source) if "the reference's except-branch" in text)
+    return {start + at, start + at + 1}
+
+
+CAP_MUTANTS = [  # (module, function, the cap as written, the same rule without it)
+    (fam_module, "document_momentum", "min(0.95, alpha + 0.05)", "alpha + 0.05"),  # default's and conv's high cap
+    (fam_module, "document_momentum", "min(0.97, alpha + 0.07)", "alpha + 0.07"),  # conv's mid cap
+    (fam_module, "document_momentum", "min(0.98, alpha + 0.08)", "alpha + 0.08"),  # attention's/embedding's cap
+    (fam_module, "document_momentum", "max(0.85, alpha - 0.05)", "alpha - 0.05"),  # attention's floor
+    (fam_corrected_module, "corrected_momentum", "effective.clamp(min=alpha)", "effective"),  # "never lower"
+    (fam_corrected_module, "corrected_momentum", "effective.clamp(max=alpha)", "effective"),  # "never higher"
+]
+
+
+@pytest.mark.parametrize("module, name, cap, uncapped", CAP_MUTANTS, ids=[f"{m[1]}:{m[2]}" for m in CAP_MUTANTS])
+def test_a_twin_without_a_cap_is_caught(monkeypatch, module, name, cap, uncapped):
+    """Mutation check of the test above: the optimized twin with one cap or clamp removed from its
+    source disagrees with the reference on BRANCH_GROUPS. On the registry's config it would not."""
+    source = textwrap.dedent(inspect.getsource(getattr(module, name)))
+    assert cap in source, f"{name} no longer contains {cap!r}: update CAP_MUTANTS"
+    namespace = dict(vars(module))
+    exec(compile(source.replace(cap, uncapped), module.__file__, "exec"), namespace)  # noqa: S102
+    monkeypatch.setattr(module, name, namespace[name])
+    opt_cls = FAM if name == "document_momentum" else CorrectedFAM
+    ref_cls = FAMOptimizer if opt_cls is FAM else CorrectedFAMOptimizer
+    with pytest.raises(AssertionError):
+        _assert_twins_agree(ref_cls, opt_cls)
