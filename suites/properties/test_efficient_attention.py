@@ -4,8 +4,10 @@ Local+global: the blocked path equals the masked dense reference for any window 
 block size, and equals plain dense attention when the window covers the sequence; its tensor peak
 grows linearly in n. Cross-memory: invariant to the order of memory tokens; fuse_with_memory's
 endpoints are exact. Performer: probabilities normalised; error against exact softmax falls like
-1/√r; orthogonal features are no worse than i.i.d. ones. Mamba: causal; chunked scan == sequential
-scan for every chunk size. Blocks: every documented attention_type runs; memory passes through.
+1/√r; orthogonal features are no worse than i.i.d. ones (their unbiasedness: test_performer_features.py).
+Mamba: causal; chunked scan == sequential scan for every chunk size, and on every path of the optimized
+scan (one or several groups, partial chunks, training) in values and gradients; a float64 build is exact.
+Blocks: every documented attention_type runs; memory passes through.
 """
 from __future__ import annotations
 

@@ -232,6 +232,8 @@ def _figure(ctx, plt, curves, features, floors, acc_ns, err_n, r):
     errors = [[err_n[n].point - err_n[n].low for n in acc_ns], [err_n[n].high - err_n[n].point for n in acc_ns]]
     ax.errorbar(acc_ns, points, yerr=errors, fmt="o-", capsize=3, label=f"r={r}, head dim {HEAD_DIM} (95% interval)")
     ax.set(xscale="log", xlabel="n", ylabel="relative error vs softmax attention", ylim=(0, None))
+    ax.set_xticks(acc_ns, [str(n) for n in acc_ns])
+    ax.minorticks_off()
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(ctx.figure_path("eff04_performer_accuracy.png"), dpi=90)
