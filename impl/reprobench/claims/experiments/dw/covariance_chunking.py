@@ -21,8 +21,8 @@ RULE = ("deterministic measures (tensor bytes under FakeTensorMode and FLOPs fro
         "1e-10; (2) chunk sizes whose peak does not grow over the next smaller one: at most 0, and the smallest "
         f"chunk's peak above the n x d centered copy both hold <= {EXCESS_SHARE:g} of the document's; (3) larger "
         "memory budgets whose chunk is not larger than a smaller budget's (unless it is all d columns): at most 0; (4) "
-        f"at n=256, d=8192, float32: optimized tensor peak <= {PEAK_SHARE:g} of the document's code, document's FLOPs / optimized FLOPs >= 1, values equal "
-        "to <= 1e-4 relative. All hold -> holds, all fail -> fails, else partial")
+        f"at n=256, d=8192, float32: optimized tensor peak <= {PEAK_SHARE:g} of the document's code, document's FLOPs "
+        "/ optimized FLOPs >= 1, values equal to <= 1e-4 relative. All hold -> holds, all fail -> fails, else partial")
 
 
 def _fake_flops(fn, n: int, d: int, device: torch.device) -> int:
