@@ -70,7 +70,7 @@ def check_tensor(name: str, x, *, shape: Sequence | list[Sequence] | None = None
     share, e.g. an index tensor beside float data. allow_meta: accept 'meta' tensors (shape inference)
     where x has no `like` on another device; components that cannot run without data refuse them.
     """
-    nonempty = tuple(nonempty)
+    nonempty = tuple(dict.fromkeys(nonempty))  # (..., "N", "N") names N once
     layouts = [] if shape is None else (list(shape) if isinstance(shape, list) else [shape])
     want = "a" if dtypes is None else _article(_dtypes_phrase(dtypes))
     want += " tensor" + (" of shape " + " or ".join(_shape_phrase(s) for s in layouts) if layouts else "")

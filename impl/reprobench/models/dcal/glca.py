@@ -26,6 +26,7 @@ from torch import nn
 from reprobench.attention.base import check_tokens
 from reprobench.models.dcal.vit import Attention, init_vit_
 from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, register
+from reprobench.validation import check_tensor
 
 PATHS = ("reference", "optimized")
 
@@ -68,10 +69,9 @@ class GlobalLocalCrossAttention(nn.Module):
         self.attn = Attention(dim, num_heads)
 
     def check(self, x, rollout_row) -> None:
-        check_tokens(x, "x", self.attn.dim, self.attn.qkv.weight.dtype)
-        if not isinstance(rollout_row, torch.Tensor) or rollout_row.shape != x.shape[:2]:
-            shape = tuple(rollout_row.shape) if isinstance(rollout_row, torch.Tensor) else type(rollout_row).__name__
-            raise ValueError(f"rollout_row must have shape [batch, N] = {tuple(x.shape[:2])} (the rollout's CLS row), got {shape}")
+        check_tokens(x, "x", self.attn.dim, self.attn.qkv.weight)
+        # the rollout's CLS row only ranks tokens, so any float dtype will do; it must match x's shape and device
+        check_tensor("rollout_row", rollout_row, shape=tuple(x.shape[:2]), same_device_as=x, like_what="x")
 
     def forward(self, x: torch.Tensor, rollout_row: torch.Tensor) -> torch.Tensor:
         self.check(x, rollout_row)
@@ -89,9 +89,9 @@ class GlobalLocalCrossAttention(nn.Module):
 
 
 def _build(config, device, dtype, generator):
-    reference = GlobalLocalCrossAttention(**config, path="reference")
+    reference = GlobalLocalCrossAttention(**config, path="reference").to(dtype=dtype)  # drawn in the build's dtype
     init_vit_(reference, generator)
-    reference = reference.to(device=device, dtype=dtype).eval()
+    reference = reference.to(device=device).eval()
     optimized = GlobalLocalCrossAttention(**config, path="optimized").to(device=device, dtype=dtype).eval()
     optimized.load_state_dict(reference.state_dict())
     return Implementations(reference=reference, optimized=optimized)
@@ -119,8 +119,10 @@ def _error_inputs(device, dtype, generator):
 
     cfg = dict(dim=TEST_DIM, num_heads=2)
     return [
-        ErrorInput(SampleInput((randn(2, 5, TEST_DIM), randn(2, 4)), name="row_shape"), ValueError, r"rollout_row must have shape"),
-        ErrorInput(SampleInput((randn(2, 5, TEST_DIM + 1), randn(2, 5)), name="x_dim"), ValueError, r"x has feature dim"),
+        ErrorInput(SampleInput((randn(2, 5, TEST_DIM), randn(2, 4)), name="row_shape"), ValueError,
+                   r"rollout_row: expected .* shape \(2, 5\)"),
+        ErrorInput(SampleInput((randn(2, 5, TEST_DIM + 1), randn(2, 5)), name="x_dim"), ValueError,
+                   r"x: expected .* shape \(batch, seq, 16\)"),
         ErrorInput(SampleInput((randn(2, 5, TEST_DIM), randn(2, 5)), name="ratio_zero"), ValueError,
                    r"top_k_ratio must be a float in \(0, 1\]", config=dict(cfg, top_k_ratio=0.0)),
         ErrorInput(SampleInput((randn(2, 5, TEST_DIM), randn(2, 5)), name="ratio_above_one"), ValueError,

@@ -35,6 +35,7 @@ from reprobench.models.dcal.rollout import rollout_cls_optimized, rollout_cls_re
 from reprobench.models.dcal.rollout_cache import CACHES
 from reprobench.models.dcal.vit import Block, Mlp, PatchEmbed, backbone_config, init_vit_
 from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, register
+from reprobench.validation import check_tensor
 
 TASK_IMAGE_SIZES = {"fgvc": (448, 448), "reid": (256, 128)}  # the paper's fine-tuning resolutions
 PATHS = ("reference", "optimized")
@@ -90,15 +91,10 @@ class DualAttentionModel(nn.Module):
 
     # --- input checks ---------------------------------------------------------------------------
     def check_images(self, images, name: str) -> None:
+        """(batch >= 1, 3, H, W) at the img_size the backbone was built for, dtype and device of the model."""
         h, w = self.patch_embed.img_size
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor [batch, 3, {h}, {w}], got {type(images).__name__}")
-        if images.dim() != 4 or images.shape[1] != 3 or images.shape[0] == 0:
-            raise ValueError(f"{name} must have shape [batch >= 1, 3, {h}, {w}], got {tuple(images.shape)}")
-        if tuple(images.shape[2:]) != (h, w):
-            raise ValueError(f"{name} has size {tuple(images.shape[2:])} but the backbone was built for img_size=({h}, {w})")
-        if images.dtype != self.cls_token.dtype:
-            raise TypeError(f"{name} has dtype {images.dtype} but the model's parameters are {self.cls_token.dtype}")
+        check_tensor(name, images, shape=("batch", 3, h, w), nonempty=("batch",), like=self.cls_token,
+                     like_what="the model's parameters")
 
     # --- branches -------------------------------------------------------------------------------
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -125,8 +121,8 @@ class DualAttentionModel(nn.Module):
         self.check_images(images, "images")
         if paired_images is not None:
             if isinstance(paired_images, torch.Tensor) and paired_images.shape != images.shape:
-                raise ValueError(f"image pair shape mismatch: images {tuple(images.shape)}, "
-                                 f"paired_images {tuple(paired_images.shape)}; they must be equal")
+                raise ValueError(f"image pair shape mismatch: paired_images: expected shape {tuple(images.shape)} "
+                                 f"like images, got {tuple(paired_images.shape)}")
             self.check_images(paired_images, "paired_images")
         x = self.embed(images)
         attentions, inputs = [], []
@@ -160,7 +156,7 @@ TEST_CONFIG = dict(backbone_name="vit_micro_patch4", num_classes=5, img_size=16,
 
 
 def build_model_pair(config, device, dtype, generator):
-    reference = DualAttentionModel(**config, path="reference").reset_parameters(generator).to(device=device, dtype=dtype).eval()
+    reference = DualAttentionModel(**config, path="reference").to(dtype=dtype).reset_parameters(generator).to(device=device).eval()
     optimized = DualAttentionModel(**config, path="optimized").to(device=device, dtype=dtype).eval()
     optimized.load_state_dict(reference.state_dict())
     return Implementations(reference=reference, optimized=optimized)
@@ -181,8 +177,10 @@ def _error_inputs(device, dtype, generator):
         return torch.randn(*shape, device=device, dtype=dtype, generator=generator)
 
     return [
-        ErrorInput(SampleInput((randn(2, 3, side + 4, side),), name="wrong_size"), ValueError, r"img_size"),
-        ErrorInput(SampleInput((randn(2, 1, side, side),), name="one_channel"), ValueError, r"images must have shape"),
+        ErrorInput(SampleInput((randn(2, 3, side + 4, side),), name="wrong_size"), ValueError,
+                   r"images: expected .* shape \(batch, 3, 16, 16\).*got .*\(2, 3, 20, 16\)"),
+        ErrorInput(SampleInput((randn(2, 1, side, side),), name="one_channel"), ValueError,
+                   r"images: expected .* shape \(batch, 3, 16, 16\)"),
         ErrorInput(SampleInput((randn(2, 3, side, side), randn(3, 3, side, side)), name="pair_mismatch"), ValueError,
                    r"image pair shape mismatch"),
         ErrorInput(SampleInput((randn(2, 3, side, side),), name="ratio_zero"), ValueError, r"top_k_ratio must be",

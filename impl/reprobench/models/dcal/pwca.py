@@ -64,12 +64,13 @@ def copy_attention(sa: Attention) -> Attention:
     return fresh
 
 
-def check_pair(x1, x2, dim: int, dtype) -> None:
-    check_tokens(x1, "x1", dim, dtype)
-    check_tokens(x2, "x2", dim, dtype)
+def check_pair(x1, x2, dim: int, like) -> None:
+    """like: SA's parameter, whose dtype and device both token tensors must share."""
+    check_tokens(x1, "x1", dim, like)
+    check_tokens(x2, "x2", dim, like)
     if x1.shape[0] != x2.shape[0]:
-        raise ValueError(f"image pair shape mismatch: x1 has batch {x1.shape[0]}, x2 has batch {x2.shape[0]}; "
-                         f"PWCA pairs image i of x1 with image i of x2")
+        raise ValueError(f"image pair shape mismatch: x2: expected batch {x1.shape[0]} like x1 (PWCA pairs image i "
+                         f"of x1 with image i of x2), got batch {x2.shape[0]}")
 
 
 class PairwiseCrossAttention(nn.Module):
@@ -90,7 +91,7 @@ class PairwiseCrossAttention(nn.Module):
         self.sa = sa if sa is not None else Attention(dim, num_heads)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        check_pair(x1, x2, self.sa.dim, self.sa.qkv.weight.dtype)
+        check_pair(x1, x2, self.sa.dim, self.sa.qkv.weight)
         if self.weights == "copy":
             return pwca_attend(copy_attention(self.sa), x1, x2, self.kernel)
         return pwca_attend(self.sa, x1, x2, self.kernel)
@@ -103,9 +104,9 @@ class PairwiseCrossAttention(nn.Module):
 def _build(config, device, dtype, generator):
     from reprobench.models.dcal.vit import init_vit_
 
-    reference = PairwiseCrossAttention(**config, weights="copy", kernel="explicit")
+    reference = PairwiseCrossAttention(**config, weights="copy", kernel="explicit").to(dtype=dtype)  # drawn in the build's dtype
     init_vit_(reference, generator)
-    reference = reference.to(device=device, dtype=dtype).eval()
+    reference = reference.to(device=device).eval()
     optimized = PairwiseCrossAttention(**config, weights="shared", kernel="sdpa").to(device=device, dtype=dtype).eval()
     optimized.load_state_dict(reference.state_dict())
     return Implementations(reference=reference, optimized=optimized)
@@ -139,11 +140,11 @@ def _error_inputs(device, dtype, generator):
         ErrorInput(SampleInput((randn(2, 5, TEST_DIM), randn(3, 5, TEST_DIM)), name="batch_mismatch"), ValueError,
                    r"image pair shape mismatch"),
         ErrorInput(SampleInput((randn(2, 5, TEST_DIM), randn(2, 5, TEST_DIM + 1)), name="x2_dim"), ValueError,
-                   r"x2 has feature dim"),
+                   r"x2: expected .* shape \(batch, seq, 16\)"),
         ErrorInput(SampleInput((randn(5, TEST_DIM), randn(2, 5, TEST_DIM)), name="x1_rank2"), ValueError,
-                   r"x1 must have shape"),
+                   r"x1: expected .* shape \(batch, seq, 16\)"),
         ErrorInput(SampleInput((randn(2, 5, TEST_DIM), randn(2, 5, TEST_DIM, dt=other)), name="x2_dtype"), TypeError,
-                   r"x2 has dtype"),
+                   r"x2: expected float\d+ like the layer's parameters"),
         ErrorInput(SampleInput((randn(2, 5, TEST_DIM), randn(2, 5, TEST_DIM)), name="bad_heads"), ValueError,
                    r"divisible by num_heads", config=dict(cfg, num_heads=3)),
     ]

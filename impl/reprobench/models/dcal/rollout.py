@@ -25,35 +25,29 @@ from __future__ import annotations
 import torch
 
 from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, Tolerance, register
+from reprobench.validation import check_tensor
 
 
-def attention_layers(attentions) -> list[torch.Tensor]:
+def attention_layers(attentions, name: str = "attentions") -> list[torch.Tensor]:
     """Validate per-layer maps, given stacked (L, B, H, N, N) or as a list of L × (B, H, N, N), and
-    return them as a list of (B, H, N, N) views — without copying a list into one stacked tensor."""
+    return them as a list of (B, H, N, N) views — without copying a list into one stacked tensor.
+    Every dimension must be >= 1 (no layers, heads or tokens leaves nothing to roll out)."""
+    dims = ("L", "batch", "heads", "N", "N")
     if isinstance(attentions, (list, tuple)):
         if len(attentions) == 0:
-            raise ValueError("attentions is empty: need at least one layer of shape [batch, heads, N, N]")
+            raise ValueError(f"{name}: expected at least one layer of shape (batch, heads, N, N), got an empty list")
         for i, a in enumerate(attentions):
-            if not isinstance(a, torch.Tensor) or a.dim() != 4:
-                raise ValueError(f"attentions[{i}] must be a tensor of shape [batch, heads, N, N], got "
-                                 f"{tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__}")
-        if len({(a.shape, a.dtype) for a in attentions}) != 1:
-            raise ValueError(f"attentions: every layer must have the same shape and dtype, got "
-                             f"{[tuple(a.shape) for a in attentions]}")
+            check_tensor(f"{name}[{i}]", a, shape=dims[1:], nonempty=dims[1:],
+                         like=attentions[0] if i else None, like_what=f"{name}[0]")
+            if a.shape != attentions[0].shape:
+                raise ValueError(f"{name}[{i}]: expected shape {tuple(attentions[0].shape)} like {name}[0], got "
+                                 f"{tuple(a.shape)}")
         layers, shape = list(attentions), (len(attentions), *attentions[0].shape)
-    elif isinstance(attentions, torch.Tensor):
-        if attentions.dim() != 5:
-            raise ValueError(f"attentions must have shape [L, batch, heads, N, N] (rank 5), got {tuple(attentions.shape)}")
-        layers, shape = list(attentions.unbind(0)), tuple(attentions.shape)
     else:
-        raise TypeError(f"attentions must be a tensor [L, batch, heads, N, N] or a list of [batch, heads, N, N], "
-                        f"got {type(attentions).__name__}")
+        check_tensor(name, attentions, shape=dims, nonempty=dims)
+        layers, shape = list(attentions.unbind(0)), tuple(attentions.shape)
     if shape[-1] != shape[-2]:
-        raise ValueError(f"attentions must be square in the last two dims [.., N, N], got {shape}")
-    if min(shape) == 0:
-        raise ValueError(f"attentions has an empty dimension: {shape}")
-    if not layers[0].is_floating_point():
-        raise TypeError(f"attentions must be floating, got {layers[0].dtype}")
+        raise ValueError(f"{name}: expected square maps (..., N, N), got shape {shape}")
     return layers
 
 
@@ -130,13 +124,16 @@ def _bench_inputs(n, device, dtype, generator):
 def _error_inputs(device, dtype, generator):
     good = random_attentions(2, 1, 2, 5, dtype=dtype, device=device, generator=generator)
     return [
-        ErrorInput(SampleInput((good[0],), name="rank4"), ValueError, r"attentions must have shape \[L, batch"),
-        ErrorInput(SampleInput((good[..., :4],), name="not_square"), ValueError, r"attentions must be square"),
+        ErrorInput(SampleInput((good[0],), name="rank4"), ValueError,
+                   r"attentions: expected .* shape \(L, batch, heads, N, N\)"),
+        ErrorInput(SampleInput((good[..., :4],), name="not_square"), ValueError, r"attentions: expected square maps"),
         ErrorInput(SampleInput(([good[0], good[1, :, :, :4, :4]],), name="layer_mismatch"), ValueError,
-                   r"every layer must have the same shape"),
-        ErrorInput(SampleInput(("maps",), name="not_tensor"), TypeError, r"attentions must be a tensor"),
-        ErrorInput(SampleInput(([],), name="no_layers"), ValueError, r"attentions is empty"),
-        ErrorInput(SampleInput((good.long(),), name="int_maps"), TypeError, r"attentions must be floating"),
+                   r"attentions\[1\]: expected shape \(1, 2, 5, 5\) like attentions\[0\]"),
+        ErrorInput(SampleInput(("maps",), name="not_tensor"), TypeError,
+                   r"attentions: expected a float32 or float64 tensor"),
+        ErrorInput(SampleInput(([],), name="no_layers"), ValueError, r"attentions: expected at least one layer"),
+        ErrorInput(SampleInput((good.long(),), name="int_maps"), TypeError,
+                   r"attentions: expected a float32 or float64 tensor"),
     ]
 
 

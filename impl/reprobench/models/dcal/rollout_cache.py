@@ -33,7 +33,8 @@ from typing import Callable
 
 import torch
 
-from reprobench.models.dcal.rollout import random_attentions, rollout_cls_optimized, rollout_cls_reference, stack_attentions
+from reprobench.models.dcal.rollout import (attention_layers, random_attentions, rollout_cls_optimized,
+                                             rollout_cls_reference, stack_attentions)
 from reprobench.registry import ComponentSpec, ErrorInput, ExpectedFailure, Implementations, SampleInput, register
 
 
@@ -169,6 +170,7 @@ def agrees(cached: torch.Tensor, recomputed: torch.Tensor) -> bool:
 
 def _two_calls(cache_cls):
     def cached(first, second):
+        attention_layers(first, "first"), attention_layers(second, "second")  # errors name the argument
         cache = cache_cls(max_size=4)
         cache.get_or_compute(first, rollout_cls_optimized)
         return cache.get_or_compute(second, rollout_cls_optimized)
@@ -177,7 +179,7 @@ def _two_calls(cache_cls):
 
 
 def _recompute(first, second):
-    stack_attentions(first)
+    attention_layers(first, "first"), attention_layers(second, "second")  # rejects what the cached twin does
     return rollout_cls_reference(second)
 
 
@@ -199,8 +201,8 @@ def _bench_inputs(n, device, dtype, generator):
 
 def _error_inputs(device, dtype, generator):
     good = random_attentions(2, 1, 2, 5, dtype=dtype, device=device, generator=generator)
-    return [ErrorInput(SampleInput((good, good[0]), name="rank4"), ValueError, r"attentions must have shape \[L, batch"),
-            ErrorInput(SampleInput((good[0], good), name="first_rank4"), ValueError, r"attentions must have shape \[L, batch")]
+    return [ErrorInput(SampleInput((good, good[0]), name="rank4"), ValueError, r"second: expected .* shape \(L, batch"),
+            ErrorInput(SampleInput((good[0], good), name="first_rank4"), ValueError, r"first: expected .* shape \(L, batch")]
 
 
 SYNC_REASON = ("DCAL-07: the documented key reads 4·L statistics with .item(), one host sync each; the exact "

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, register
+from reprobench.validation import check_tensor
 
 PATHS = ("reference", "optimized")
 
@@ -46,13 +47,8 @@ class UncertaintyWeightedLoss(nn.Module):
         self.task_names: list[str] = []
 
     def _check(self, losses: torch.Tensor) -> torch.Tensor:
-        if not isinstance(losses, torch.Tensor):
-            raise TypeError(f"losses must be a Tensor of shape [{self.num_tasks}] or a dict of scalar losses")
-        if losses.shape != (self.num_tasks,):
-            raise ValueError(f"losses must have shape [num_tasks] = [{self.num_tasks}], got {tuple(losses.shape)}")
-        if not losses.is_floating_point():
-            raise TypeError(f"losses must be floating, got {losses.dtype}")
-        return losses
+        """(num_tasks,) in log_vars' dtype and on its device (or a dict of scalar losses, see forward)."""
+        return check_tensor("losses", losses, shape=(self.num_tasks,), like=self.log_vars, like_what="log_vars")
 
     def total(self, losses: torch.Tensor) -> torch.Tensor:
         losses = self._check(losses)
@@ -69,7 +65,10 @@ class UncertaintyWeightedLoss(nn.Module):
             if len(losses) != self.num_tasks:
                 raise ValueError(f"losses has {len(losses)} tasks {sorted(losses)}, expected num_tasks={self.num_tasks}")
             self.task_names = list(losses)
-            stacked = torch.stack([torch.as_tensor(v).reshape(()) for v in losses.values()])
+            # Python numbers take log_vars' dtype; tensors are checked as they are
+            stacked = torch.stack([(v if isinstance(v, torch.Tensor) else torch.as_tensor(v, dtype=self.log_vars.dtype,
+                                                                                          device=self.log_vars.device))
+                                   .reshape(()) for v in losses.values()])
             out = {"total_loss": self.total(stacked)}
             weighted = 0.5 * torch.exp(-self.log_vars) * stacked
             out.update({f"{name}_weighted": weighted[i] for i, name in enumerate(self.task_names)})
@@ -100,9 +99,9 @@ def _sample_inputs(size, device, dtype, generator):
 def _error_inputs(device, dtype, generator):
     losses = torch.rand(3, device=device, dtype=dtype, generator=generator)
     return [
-        ErrorInput(SampleInput((losses[:2],), name="wrong_count"), ValueError, r"losses must have shape \[num_tasks\]"),
+        ErrorInput(SampleInput((losses[:2],), name="wrong_count"), ValueError, r"losses: expected .* shape \(3,\)"),
         ErrorInput(SampleInput((torch.ones(3, dtype=torch.long, device=device),), name="int_losses"), TypeError,
-                   r"losses must be floating"),
+                   r"losses: expected a float32 or float64 tensor"),
         ErrorInput(SampleInput((losses,), name="num_tasks_zero"), ValueError, r"num_tasks must be >= 1",
                    config=dict(num_tasks=0)),
         ErrorInput(SampleInput((losses,), name="num_tasks_float"), TypeError, r"num_tasks must be an int",
