@@ -174,7 +174,7 @@ def build_module_pair(cls, config, device, dtype, generator):
     state_dict (same keys, equal values), both in eval mode so dropout is off for comparisons."""
     from reprobench.registry import Implementations
 
-    reference = cls(**config, path="reference").reset_parameters(generator).to(device=device, dtype=dtype).eval()
+    reference = cls(**config, path="reference").to(dtype=dtype).reset_parameters(generator).to(device=device).eval()
     optimized = cls(**config, path="optimized").to(device=device, dtype=dtype).eval()
     optimized.load_state_dict(reference.state_dict())
     return Implementations(reference=reference, optimized=optimized,

@@ -121,7 +121,7 @@ def get_attention(seq_len: int, dim: int = 768, num_heads: int = 12) -> nn.Modul
 
 def _block_pair(cls):
     def build(config, device, dtype, generator):
-        reference = cls(**config, path="reference").reset_parameters(generator).to(device=device, dtype=dtype).eval()
+        reference = cls(**config, path="reference").to(dtype=dtype).reset_parameters(generator).to(device=device).eval()
         optimized = cls(**config, path="optimized").to(device=device, dtype=dtype).eval()
         optimized.load_state_dict(reference.state_dict())
         return Implementations(reference=reference, optimized=optimized)

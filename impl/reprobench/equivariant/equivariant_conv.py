@@ -175,7 +175,7 @@ def _builder(cache: str):
     def build(config, device, dtype, generator):
         from reprobench.registry import Implementations
 
-        reference = EquivariantBlock(**config, cache="none").reset_parameters(generator).to(device, dtype).eval()
+        reference = EquivariantBlock(**config, cache="none").to(dtype=dtype).reset_parameters(generator).to(device).eval()
         optimized = EquivariantBlock(**config, cache=cache).to(device, dtype).eval()
         optimized.load_state_dict(reference.state_dict())
         return Implementations(reference=reference, optimized=optimized)

@@ -104,13 +104,13 @@ def two_phase_training(seed: int, *, num_examples: int = 3, grid: int = 7, chann
     """Phase 1 fits the examples (learner and f*); phase 2 adds collapse_weight · Σ_i d_H(f*, f_i)."""
     check_positive_int(num_examples, "num_examples")
     generator = make_generator(seed)
-    teacher = EquivariantNet(channels, channels, feature_dim).reset_parameters(generator).to(dtype)
+    teacher = EquivariantNet(channels, channels, feature_dim).to(dtype).reset_parameters(generator)
     x = torch.randn(num_examples, channels, grid, grid, generator=generator, dtype=dtype)
     with torch.no_grad():
         y = teacher(x)
     learner = AdapterLearner(num_examples, channels, channels, feature_dim, adapter_rank, k_neighbors)
-    learner = learner.reset_parameters(generator).to(dtype)
-    canonical = EquivariantNet(channels, channels, feature_dim).reset_parameters(generator).to(dtype)
+    learner = learner.to(dtype).reset_parameters(generator)
+    canonical = EquivariantNet(channels, channels, feature_dim).to(dtype).reset_parameters(generator)
     morphisms = [FreshMorphism(learner, i, x) if fresh_wrapper else IndividualMorphismWrapper(learner, i)
                  for i in range(num_examples)]
     optimizer = torch.optim.Adam(list(learner.parameters()) + list(canonical.parameters()), lr=lr)
@@ -157,8 +157,8 @@ class PlainCNN(nn.Module):
 def _builder(corrected: bool):
     def build(config, device, dtype, generator):
         channels = check_positive_int(config["channels"], "channels")
-        f_star = PlainCNN(channels).reset_parameters(generator).to(device, dtype)
-        f_i = PlainCNN(channels).reset_parameters(generator).to(device, dtype)
+        f_star = PlainCNN(channels).to(dtype=dtype).reset_parameters(generator).to(device)
+        f_i = PlainCNN(channels).to(dtype=dtype).reset_parameters(generator).to(device)
         if corrected:  # reference: the orbit formula by loops over h and g
             def reference(x):
                 _check_grids(x)

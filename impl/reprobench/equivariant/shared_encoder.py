@@ -167,7 +167,7 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def _build(config, device, dtype, generator):
-    reference = AdapterLearner(**config, path="reference").reset_parameters(generator).to(device, dtype).eval()
+    reference = AdapterLearner(**config, path="reference").to(dtype=dtype).reset_parameters(generator).to(device).eval()
     optimized = AdapterLearner(**config, path="optimized").to(device, dtype).eval()
     optimized.load_state_dict(reference.state_dict())
     return Implementations(reference=reference, optimized=optimized)

@@ -114,7 +114,7 @@ class SparseAttention(nn.Module):
 
 
 def _build(config, device, dtype, generator):
-    reference = SparseAttention(**config, path="reference").reset_parameters(generator).to(device, dtype).eval()
+    reference = SparseAttention(**config, path="reference").to(dtype=dtype).reset_parameters(generator).to(device).eval()
     optimized = SparseAttention(**config, path="optimized").to(device, dtype).eval()
     optimized.load_state_dict(reference.state_dict())
     return Implementations(reference=reference, optimized=optimized,

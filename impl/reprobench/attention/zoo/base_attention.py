@@ -158,7 +158,7 @@ def _logit_mask(mask, q, k, is_causal):
 
 def build_zoo_pair(cls, config, device, dtype, generator, probabilities=True) -> Implementations:
     """Reference (seeded init) and optimized (loads the reference's state_dict), both in eval mode."""
-    reference = cls(**config, path="reference").reset_parameters(generator).to(device=device, dtype=dtype).eval()
+    reference = cls(**config, path="reference").to(dtype=dtype).reset_parameters(generator).to(device=device).eval()
     optimized = cls(**config, path="optimized").to(device=device, dtype=dtype).eval()
     optimized.load_state_dict(reference.state_dict())
     probs = (lambda s: reference.attention_probs(*s.args, **s.kwargs)) if probabilities else None

@@ -12,7 +12,7 @@ from reprobench.measure.stats import CONFIDENCE
 
 
 def _pair(cls, generator, dtype=torch.float32, **config):
-    ref = cls(**config, path="reference").reset_parameters(generator).to(dtype).eval()
+    ref = cls(**config, path="reference").to(dtype).reset_parameters(generator).eval()
     opt = cls(**config, path="optimized").to(dtype).eval()
     opt.load_state_dict(ref.state_dict())
     return ref, opt
