@@ -20,8 +20,9 @@ padded keys) followed by the g global keys, so one 4-D SDPA call with a (blocks,
 boolean mask does all local work. Global keys are excluded from the local span so no key is counted
 twice. The g global query rows are recomputed with full SDPA over all n keys (O(g·n)) and written
 back with index_copy. Every step is SDPA/indexing, so the same path trains (forward and backward).
-Block size 64 by default: measured at n=8192, w=128, g=4, 12 heads (one thread), 64-row blocks ran
-the forward in 0.67 s against 1.19 s for 32 rows and 1.38 s for 128 rows (dense SDPA: 4.7 s).
+Block size 64 by default: smaller blocks make more, smaller SDPA calls (per-call overhead), larger ones
+widen each block's span (wasted masked work); 64 rows was the fastest of 32/64/128 when chosen at
+n=8192, w=128 on one CPU thread. The speed against dense SDPA is EFF-02's figure in reports/claims.md.
 """
 from __future__ import annotations
 

@@ -25,15 +25,13 @@ chunks (default T = 16, K = 8); the state carried between groups is exact, and p
 Python runs L·(2/K + 1/T) steps, each on K time steps' states, and never over single tokens. Memory:
 O(B·d_inner·L) for inputs/outputs plus the O(B·group_len·d_inner·N) workspace (never the (B, d_inner, L, N)
 tensor). Only products of decays <= 1 are formed (no division by cumulative decays): as stable as the loop.
-Speed on CPU (one thread, L=4096, d_inner 512, N 16, float32; interleaved with the loop on a shared machine):
-4.6x the sequential loop's speed (the previous two-pass scan: 1.7-1.9x), peak 13.5 MiB against 128 MiB for a
-(1, d_inner, L, N) tensor. The floor is the one exp per (t, d, n) element (33.5 M of them; exp2 is 2x faster
-than exp on AVX2, ~20 ms), then the ~5 other elementwise passes over the same elements (Δ·A, two in-place
-steps in pass 1 for (K-1)/K of them, two in pass 3) and the C contraction (~8-12 ms each on one core), and
-the L·(2/K + 1/T) Python steps; the previous scan computed the exp twice and streamed 2 MiB per-step tensors.
+Why it is fast on CPU: the floor is one exp per (t, d, n) element (exp2 is the cheaper kernel on AVX2), then a
+few elementwise passes over the same elements and the C contraction as one batched matmul per group, plus
+L·(2/K + 1/T) Python steps; the earlier two-pass scan computed the exp twice and streamed per-step tensors.
+How much faster than the sequential loop, and how close to the exp floor: EFF-05 in reports/claims.md.
 Training (autograd): the two-pass out-of-place scan, all L/T chunks in parallel (pass 1 checkpointed, recomputed
-in backward), so autograd keeps per-step states of one pass, like the reference (O(B·L·d_inner·N); measured
-at dim 768, L=1024: 0.28 GiB against the reference's 0.27 GiB).
+in backward), so autograd keeps per-step states of one pass, like the reference (O(B·L·d_inner·N); the
+training peak against the reference's is in EFF-06/EFF-07).
 """
 from __future__ import annotations
 

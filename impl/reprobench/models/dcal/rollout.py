@@ -86,7 +86,7 @@ def rollout_cls_optimized(attentions) -> torch.Tensor:
     row = (row / row.sum(dim=-1, keepdim=True)).unsqueeze(1)  # (B, 1, N)
     # The head mean as one GEMV, (1/H, …, 1/H) @ maps viewed as (H, N·N): a single streaming read of the
     # H maps. Its (B, N, N) result goes into ONE buffer reused by every layer: a fresh N × N allocation per
-    # layer is a fresh mmap whose page faults cost as much as the read itself (2× at N = 785 on CPU).
+    # layer is a fresh mmap whose page faults cost about as much as the read itself (DCAL-05 measures the chain).
     # `out=` has no autograd, so when gradients are wanted each layer allocates (same values).
     mean_weights = layers[0].new_full((b, 1, h), 1.0 / h)
     reuse = not (torch.is_grad_enabled() and any(a.requires_grad for a in layers))
