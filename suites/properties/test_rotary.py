@@ -14,7 +14,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from reprobench.registry import make_generator
+from reprobench.registry import get, make_generator
 from reprobench.rotary.common import doc_quaternion_fast, rodrigues, textbook_rope_float64
 from reprobench.rotary.compact_rotation import DocumentCompactRotation, FastCompactRotation
 from reprobench.rotary.document import RotaryEmbedding
@@ -185,6 +185,47 @@ def test_rope_half_precision_positions_stay_exact():
     expected = textbook_rope_float64(t.to(torch.bfloat16), optimized.rotary.freqs)
     out = optimized.float()(t.to(torch.bfloat16)).to(F64)
     assert (out - expected).abs().max().item() < 0.05
+
+
+# --- float64 builds are float64 oracles (issue 14, point 3) ---------------------------------------------
+
+def float64_build(name):
+    spec = get(name)
+    return spec.build(spec.config(), torch.device("cpu"), F64, make_generator(0)), spec.config()
+
+
+@pytest.mark.parametrize("role", ["reference", "optimized"])
+def test_float64_rope_frequencies_and_angles_are_exact(role):
+    """A float64 build's freqs are arange(F)·2π/θ computed in float64, bit for bit (made in float32 and
+    cast they were 7.8e-8 relative off), so at a far offset the rotation still matches the float64
+    textbook to 1e-12."""
+    impls, config = float64_build("rotary.rope")
+    rope = getattr(impls, role)
+    expected = torch.arange(config["num_freqs"], dtype=F64) * (2 * math.pi / config["theta"])
+    assert torch.equal(rope.rotary.freqs.detach(), expected)
+    t = randn(0, 1, 2, 5, 16)
+    torch.testing.assert_close(rope(t, offset=4000), textbook_rope_float64(t, expected, 4000), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["rotary.givens", "rotary.projection", "rotary.projection_corrected"])
+def test_float64_rotation_angles_are_exact(name):
+    impls, _ = float64_build(name)
+    for module in (impls.reference, impls.optimized):
+        thetas = (module.thetas if hasattr(module, "thetas") else module.rotary.thetas).detach()
+        assert torch.equal(thetas, torch.full(thetas.shape, 2 * math.pi / thetas.shape[0], dtype=F64)), name
+
+
+def test_float64_projection_weights_are_computed_in_float64():
+    """proj_down: orthogonal rows times proj_scale; proj_up: proj_scale·pinv as the document clamps it —
+    both to float64 precision in a float64 build (made in float32 and cast they are 1e-7 off)."""
+    impls, config = float64_build("rotary.projection")
+    scale = config["proj_scale"]
+    for module in (impls.reference, impls.optimized):
+        down, up = module.rotary.proj_down.weight.detach(), module.rotary.proj_up.weight.detach()
+        torch.testing.assert_close(down @ down.T, scale ** 2 * torch.eye(down.shape[0], dtype=F64), atol=1e-16, rtol=0)
+        u, s, v = torch.svd(down)
+        expected_up = v @ torch.diag(torch.clamp(1.0 / (s + 1e-6), max=10.0)) @ u.T * scale
+        torch.testing.assert_close(up, expected_up, atol=1e-15, rtol=0)
 
 
 # --- projection ----------------------------------------------------------------------------------------

@@ -10,12 +10,18 @@ key changes; it shows two keys:
 * ``cache="norm"``: ``(kernel.data_ptr(), kernel.data.norm().item())`` (the document's fix). It
   refreshes whenever the norm moves, but misses every norm-preserving change (sign flip, permutation
   of entries, a swap of filters) and costs a host sync per forward (``.item()``) (EQ-02).
-* ``cache="version"`` (ours, the correct one): the key is the kernel's autograd version counter
-  (bumped by every in-place op on the parameter: optimizer steps, ``copy_``, ``mul_``,
-  ``load_state_dict``), its data pointer, dtype, device and the grad/inference mode. A detached alias
-  of the kernel is held with the bank so the old storage cannot be freed and its address reused.
-  Writes through ``kernel.data`` bypass the version counter (PyTorch gives ``.data`` its own
-  counter) — the one blind spot, shared with autograd's own saved-tensor checks.
+* ``cache="version"`` (ours): a *trainable* kernel (requires_grad) is rebuilt into a bank on every
+  call. Optimizers write trainable parameters, some through ``kernel.data``, which PyTorch gives its
+  own version counter, so no cheap key sees such a write (the bank would stay stale, EQ-01's frozen
+  loss again); and a trainable kernel changes every step, so a cache would only pay off between
+  steps. A *frozen* kernel (``requires_grad_(False)``, e.g. a deployed model) is a constant by
+  contract: its bank is cached, keyed on the kernel's version counter (bumped by every in-place op
+  on the parameter: ``copy_``, ``mul_``, ``load_state_dict``), data pointer, dtype, device and
+  inference mode, with a detached alias of the kernel held so the old storage cannot be freed and
+  its address reused; a call while the kernel is trainable drops it. The one write this cannot see
+  is an in-place write through ``.data`` while the kernel is frozen (or while trainable with no call
+  before it is frozen again; autograd's saved-tensor checks share the blind spot): call
+  ``clear_cache()`` after one. The spec declares it; suites/properties/test_cache_invalidation.py pins it.
 * ``cache="none"``: rebuild every call (the reference).
 
 The group is C4 (rotations by 90°). A lifting layer maps (B, C_in, H, W) -> (B, C_out, 4, H, W) with
@@ -26,7 +32,8 @@ padding and stride 1 the layers are exactly equivariant, f(g·x) = g·f(x), whic
 kernel and non-square inputs are rejected (EQ-03).
 
 Why the optimized path is faster: the bank (4 rotations, and for group layers 4 cyclic shifts) is
-built once per change of the kernel instead of every call; the convolution itself is one conv2d.
+one vectorized stack instead of the reference's loop, and for a frozen kernel it is built once per
+change of the kernel instead of every call; the convolution itself is one conv2d.
 The cache lives in plain attributes, never buffers, so ``state_dict`` is the same in train and eval.
 """
 from __future__ import annotations
@@ -36,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reprobench.attention.base import check_positive_int
-from reprobench.registry import ComponentSpec, ErrorInput, ExpectedFailure, SampleInput, Tolerance, register
+from reprobench.registry import CacheUse, ComponentSpec, ErrorInput, ExpectedFailure, SampleInput, Tolerance, register
 
 GROUP_ORDER = 4
 CACHE_KEYS = ("none", "pointer", "norm", "version")
@@ -122,12 +129,14 @@ class EquivariantConv2d(nn.Module):
             return hash(w.data_ptr())  # as documented: the pointer never changes under in-place updates
         if self.cache == "norm":
             return (w.data_ptr(), w.data.norm().item())  # as documented: blind to norm-preserving changes
-        return (w._version, w.data_ptr(), w.dtype, w.device, torch.is_grad_enabled() and w.requires_grad,
-                torch.is_inference_mode_enabled())
+        return w._version, w.data_ptr(), w.dtype, w.device, torch.is_inference_mode_enabled()
 
     def filter_bank(self) -> torch.Tensor:
         if self.cache == "none":
             return self.build_bank_reference()
+        if self.cache == "version" and self.kernel.requires_grad:  # trainable: never cached (module docstring),
+            self.clear_cache()  # and a frozen-time bank is dropped: optimizers may write through .data meanwhile
+            return self.build_bank()
         key = self.cache_key()
         if self._bank is None or key != self._bank_key:
             self._bank, self._bank_key = self.build_bank(), key
@@ -225,6 +234,12 @@ _DESCRIPTIONS = {
     "pointer": "C4 conv with the document's original cache key hash(data_ptr) (EQ-01: never refreshes after in-place updates)",
     "norm": "C4 conv with the document's fix (data_ptr, norm().item()) (EQ-02: misses norm-preserving changes, syncs)",
 }
+FROZEN_DATA_WRITE = ("an in-place write through .data into a frozen kernel: PyTorch gives .data its own version "
+                     "counter, so the bank's key cannot see it (module docstring; clear_cache() after such a write)")
+# The document's two keys are not run through the cache suite: nearly every mutation defeats them
+# (EQ-01, EQ-02; the norm key also keeps a bank built under no_grad, so the kernel gets no gradient
+# in training until its norm moves). suites/properties/test_cache_invalidation.py shows its check catches them.
+_CACHES = {"version": (CacheUse(blind_to={"frozen_data_write": FROZEN_DATA_WRITE}),), "pointer": (), "norm": ()}
 _NAMES = {"version": "equivariant.conv_c4", "pointer": "equivariant.conv_c4_pointer_cache",
           "norm": "equivariant.conv_c4_norm_cache"}
 
@@ -248,4 +263,5 @@ for _cache, _name in _NAMES.items():
         expected_failures=(ExpectedFailure("no_host_syncs", "EQ-02: the documented key calls "
                                            "kernel.data.norm().item() on every forward, one host sync"),)
         if _cache == "norm" else (),
+        caches=_CACHES[_cache],
     ))

@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from reprobench.attention.base import check_path, check_positive_int
-from reprobench.equivariant.equivariant_conv import EquivariantBlock, EquivariantConv2d, check_square
+from reprobench.equivariant.equivariant_conv import FROZEN_DATA_WRITE, EquivariantBlock, EquivariantConv2d, check_square
 from reprobench.equivariant.sparse_attention import SparseAttention
-from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, register
+from reprobench.registry import CacheUse, ComponentSpec, ErrorInput, Implementations, SampleInput, register
 
 
 class EquivariantNet(nn.Module):
@@ -223,4 +223,5 @@ register(ComponentSpec(
     size_name="grid",
     time_exponent={"reference": 2.0, "optimized": 2.0},
     memory_exponent={"reference": 2.0, "optimized": 2.0},
+    caches=(CacheUse(blind_to={"frozen_data_write": FROZEN_DATA_WRITE}),),  # the conv filter banks
 ))

@@ -31,6 +31,9 @@ DEVIATIONS = (
     "reference and optimized share a state_dict and runs are reproducible. Same formula otherwise.",
     "(5) CompactRotation.rotate calls torch.cos on a Python float (TypeError); we wrap the angle in a "
     "tensor of x's dtype. q_rotate builds u in x's dtype.",
+    "(6) RotaryEmbedding takes device= and dtype= (as torch.nn layers do) and creates freqs, thetas, dparam and "
+    "the projection weights in that dtype: built in float32 and cast, float64 freqs are 7.8e-8 relative off "
+    "arange(num_freqs)·2π/θ. Same values in float32.",
 )
 
 
@@ -42,31 +45,32 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, dim, theta=10000, num_freqs=1, learned_freq=True, theta_rescale_factor=1.,
                  use_quaternion=False, rot_scale=1.0, rot_count=1, use_projection=False, proj_dim=3,
-                 proj_scale=0.1, generator=None):
+                 proj_scale=0.1, generator=None, device=None, dtype=None):  # DEVIATION(6)
         super().__init__()
+        factory = dict(device=device, dtype=dtype or torch.get_default_dtype())  # DEVIATION(6)
         theta *= theta_rescale_factor ** (dim / (dim - 2))
-        self.freqs = nn.Parameter(torch.arange(0, num_freqs) * (2 * math.pi / theta), requires_grad=learned_freq)
-        self.register_buffer('dummy', torch.tensor(0), persistent=False)
+        self.freqs = nn.Parameter(torch.arange(0, num_freqs, **factory) * (2 * math.pi / theta), requires_grad=learned_freq)
+        self.register_buffer('dummy', torch.tensor(0, device=device), persistent=False)
         self.use_quaternion = use_quaternion
         self.use_projection = use_projection
         self.proj_dim = proj_dim
         self.proj_scale = proj_scale
 
         if use_quaternion:
-            self.dparam = nn.Parameter(torch.zeros(1))
+            self.dparam = nn.Parameter(torch.zeros(1, **factory))
             self.rscale = rot_scale
             self.rot = rot_count
             self.tscale = 1.0
             pairs = []
             for i in range(0, dim - 1, 2):
-                pairs.append(torch.tensor([i, i + 1]))
+                pairs.append(torch.tensor([i, i + 1], device=device))
             self.pairs = nn.Parameter(torch.stack(pairs), requires_grad=False)
-            self.thetas = nn.Parameter(torch.ones(len(self.pairs)) * (2 * math.pi / len(self.pairs)),
+            self.thetas = nn.Parameter(torch.ones(len(self.pairs), **factory) * (2 * math.pi / len(self.pairs)),
                                        requires_grad=False)
             if use_projection:
                 self.proj_down = None
                 self.proj_up = None
-                self._ensure_projection(torch.empty(0, dim), generator)  # DEVIATION(4)
+                self._ensure_projection(torch.empty(0, dim, **factory), generator)  # DEVIATION(4), (6)
 
     @property
     def device(self):
@@ -120,8 +124,8 @@ class RotaryEmbedding(nn.Module):
     def _ensure_projection(self, x, generator=None):
         if self.proj_down is None or self.proj_down.weight.device != x.device:
             head_dim = x.shape[-1]
-            self.proj_down = Linear(head_dim, self.proj_dim, bias=False).to(x.device)
-            self.proj_up = Linear(self.proj_dim, head_dim, bias=False).to(x.device)
+            self.proj_down = Linear(head_dim, self.proj_dim, bias=False, device=x.device, dtype=x.dtype)  # DEVIATION(6)
+            self.proj_up = Linear(self.proj_dim, head_dim, bias=False, device=x.device, dtype=x.dtype)
             with torch.no_grad():
                 nn.init.orthogonal_(self.proj_down.weight, gain=self.proj_scale, generator=generator)
                 nn.init.orthogonal_(self.proj_up.weight, gain=self.proj_scale, generator=generator)

@@ -62,15 +62,15 @@ def doc_rotations_fast(rotary: RotaryEmbedding, x: torch.Tensor) -> torch.Tensor
 class DocumentGivens(nn.Module):
     """Reference: the document's RotaryEmbedding(use_quaternion=True).rotate_qk(t)."""
 
-    def __init__(self, dim, rot_scale=1.0, rot_count=1):
+    def __init__(self, dim, rot_scale=1.0, rot_count=1, *, device=None, dtype=None):
         super().__init__()
         check_rotation_config(dim, rot_scale, rot_count)
         self.dim = dim
-        self.rotary = RotaryEmbedding(dim, use_quaternion=True, rot_scale=rot_scale, rot_count=rot_count)
+        self.rotary = RotaryEmbedding(dim, use_quaternion=True, rot_scale=rot_scale, rot_count=rot_count,
+                                      device=device, dtype=dtype)
 
     def reset_parameters(self, generator: torch.Generator) -> "DocumentGivens":
-        with torch.no_grad():  # the document's zeros give direction 0: every rotation the identity
-            self.rotary.dparam.copy_(torch.randn(1, generator=generator))
+        draw_dparam_(self.rotary.dparam, generator)  # the document's zeros give direction 0: every rotation the identity
         return self
 
     def forward(self, t):
@@ -86,9 +86,15 @@ class FastGivens(DocumentGivens):
         return doc_rotations_fast(self.rotary, t)
 
 
+def draw_dparam_(dparam: nn.Parameter, generator: torch.Generator) -> None:
+    """dparam ~ N(0, 1) drawn in its own dtype (a float64 build is not a float32 draw cast)."""
+    with torch.no_grad():
+        dparam.copy_(torch.randn(dparam.shape, generator=generator, dtype=dparam.dtype))
+
+
 def build_pair(reference_cls, optimized_cls, config, device, dtype, generator) -> Implementations:
-    reference = reference_cls(**config).reset_parameters(generator).to(device=device, dtype=dtype).eval()
-    optimized = optimized_cls(**config).to(device=device, dtype=dtype).eval()
+    reference = reference_cls(**config, device=device, dtype=dtype).reset_parameters(generator).eval()
+    optimized = optimized_cls(**config, device=device, dtype=dtype).eval()
     optimized.load_state_dict(reference.state_dict())
     return Implementations(reference=reference, optimized=optimized)
 

@@ -40,10 +40,10 @@ def check_learned_args(rotations, t, dim, freq_ranges) -> int:
 
 
 class DocumentLearnedRotations(nn.Module):
-    def __init__(self, dim):
+    def __init__(self, dim, *, device=None, dtype=None):
         super().__init__()
         self.dim = check_dim(dim)
-        self.rotary = RotaryEmbedding(dim)  # only for its methods; freqs is unused on this path
+        self.rotary = RotaryEmbedding(dim, device=device, dtype=dtype)  # only for its methods; freqs is unused here
 
     def forward(self, rotations, t, freq_ranges=None):
         check_learned_args(rotations, t, self.dim, freq_ranges)
@@ -64,8 +64,8 @@ class FastLearnedRotations(DocumentLearnedRotations):
 
 
 def _build(config, device, dtype, generator):
-    reference = DocumentLearnedRotations(**config).to(device=device, dtype=dtype).eval()
-    optimized = FastLearnedRotations(**config).to(device=device, dtype=dtype).eval()
+    reference = DocumentLearnedRotations(**config, device=device, dtype=dtype).eval()
+    optimized = FastLearnedRotations(**config, device=device, dtype=dtype).eval()
     optimized.load_state_dict(reference.state_dict())
     return Implementations(reference=reference, optimized=optimized)
 

@@ -30,7 +30,7 @@ from torch import nn
 from reprobench.registry import ComponentSpec, Implementations, make_generator, register
 from reprobench.rotary.common import bench_head_inputs, check_features, check_finite, check_int, head_error_inputs, head_samples
 from reprobench.rotary.document import RotaryEmbedding
-from reprobench.rotary.givens import ROTATION_CONFIG_ERRORS, check_rotation_config, doc_rotations_fast
+from reprobench.rotary.givens import ROTATION_CONFIG_ERRORS, check_rotation_config, doc_rotations_fast, draw_dparam_
 
 
 def check_projection_config(dim, proj_dim, proj_scale, rot_scale, rot_count) -> None:
@@ -44,18 +44,18 @@ def check_projection_config(dim, proj_dim, proj_scale, rot_scale, rot_count) -> 
 class DocumentProjection(nn.Module):
     """Reference: RotaryEmbedding(use_quaternion=True, use_projection=True).rotate_qk(t)."""
 
-    def __init__(self, dim, proj_dim=3, proj_scale=0.1, rot_scale=1.0, rot_count=1, generator=None):
+    def __init__(self, dim, proj_dim=3, proj_scale=0.1, rot_scale=1.0, rot_count=1, generator=None, *,
+                 device=None, dtype=None):
         super().__init__()
         check_projection_config(dim, proj_dim, proj_scale, rot_scale, rot_count)
         self.dim = dim
         generator = generator if generator is not None else make_generator(0)
         self.rotary = RotaryEmbedding(dim, use_quaternion=True, use_projection=True, proj_dim=proj_dim,
                                       proj_scale=proj_scale, rot_scale=rot_scale, rot_count=rot_count,
-                                      generator=generator)
+                                      generator=generator, device=device, dtype=dtype)
 
     def reset_parameters(self, generator: torch.Generator):
-        with torch.no_grad():  # the document's zeros give direction 0 (see impl/reprobench/rotary/givens.py)
-            self.rotary.dparam.copy_(torch.randn(1, generator=generator))
+        draw_dparam_(self.rotary.dparam, generator)  # the document's zeros give direction 0 (see givens.py)
         return self
 
     def forward(self, t):
@@ -85,11 +85,11 @@ class FastProjection(DocumentProjection):
 
 
 def _build(config, device, dtype, generator):
-    reference = DocumentProjection(**config, generator=generator).reset_parameters(generator)
-    optimized = FastProjection(**config, generator=make_generator(0))
+    factory = dict(device=device, dtype=dtype)
+    reference = DocumentProjection(**config, generator=generator, **factory).reset_parameters(generator)
+    optimized = FastProjection(**config, generator=make_generator(0), **factory)
     optimized.load_state_dict(reference.state_dict())
-    return Implementations(reference=reference.to(device=device, dtype=dtype).eval(),
-                           optimized=optimized.to(device=device, dtype=dtype).eval())
+    return Implementations(reference=reference.eval(), optimized=optimized.eval())
 
 
 TEST_DIM = 16

@@ -26,27 +26,29 @@ from torch import nn
 
 from reprobench.registry import ComponentSpec, Implementations, register
 from reprobench.rotary.common import bench_head_inputs, check_features, head_error_inputs, head_samples, pairwise_givens
+from reprobench.rotary.givens import draw_dparam_
 from reprobench.rotary.projection import check_projection_config
 
 
 class SubspaceRotation(nn.Module):
     """Reference: x @ Q with Q = I + V (R − I) Vᵀ built densely. rotation(t (B, H, n, dim))."""
 
-    def __init__(self, dim, proj_dim=3, rot_scale=1.0, rot_count=1):
+    def __init__(self, dim, proj_dim=3, rot_scale=1.0, rot_count=1, *, device=None, dtype=None):
         super().__init__()
         check_projection_config(dim, proj_dim, 1.0, rot_scale, rot_count)
         self.dim, self.proj_dim = dim, proj_dim
         n_pairs = proj_dim // 2
         self.rotated_pairs = min(int(round(rot_scale * rot_count)), n_pairs)
-        self.register_buffer("basis", torch.eye(dim, proj_dim))  # (d, p), VᵀV = I; reset_parameters draws a random one
-        self.dparam = nn.Parameter(torch.zeros(1))
-        self.register_buffer("thetas", torch.full((n_pairs,), 2 * math.pi / n_pairs))
+        factory = dict(device=device, dtype=dtype or torch.get_default_dtype())  # every constant in the build's dtype
+        self.register_buffer("basis", torch.eye(dim, proj_dim, **factory))  # (d, p), VᵀV = I; reset_parameters draws a random one
+        self.dparam = nn.Parameter(torch.zeros(1, **factory))
+        self.register_buffer("thetas", torch.full((n_pairs,), 2 * math.pi / n_pairs, **factory))
 
     def reset_parameters(self, generator: torch.Generator) -> "SubspaceRotation":
-        with torch.no_grad():
+        with torch.no_grad():  # the basis from a float64 QR, rounded once to the build's dtype
             self.basis.copy_(torch.linalg.qr(torch.randn(self.dim, self.proj_dim, generator=generator,
                                                          dtype=torch.float64))[0])
-            self.dparam.copy_(torch.randn(1, generator=generator))
+        draw_dparam_(self.dparam, generator)
         return self
 
     def angles(self) -> torch.Tensor:
@@ -81,8 +83,8 @@ class FastSubspaceRotation(SubspaceRotation):
 
 
 def _build(config, device, dtype, generator):
-    reference = SubspaceRotation(**config).to(dtype=dtype).reset_parameters(generator).to(device=device).eval()
-    optimized = FastSubspaceRotation(**config).to(device=device, dtype=dtype).eval()
+    reference = SubspaceRotation(**config, device=device, dtype=dtype).reset_parameters(generator).eval()
+    optimized = FastSubspaceRotation(**config, device=device, dtype=dtype).eval()
     optimized.load_state_dict(reference.state_dict())
     return Implementations(reference=reference, optimized=optimized)
 

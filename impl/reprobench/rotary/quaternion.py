@@ -43,8 +43,8 @@ def check_quaternion_args(x, theta, u) -> None:
 class DocumentQuaternion:
     """Reference: ``RotaryEmbedding.q_rotation`` as written (it uses no module state)."""
 
-    def __init__(self):
-        self.document = RotaryEmbedding(4)
+    def __init__(self, *, device=None, dtype=None):
+        self.document = RotaryEmbedding(4, device=device, dtype=dtype)  # only for q_rotation; its freqs is unused
 
     def __call__(self, x, theta, u):
         check_quaternion_args(x, theta, u)
@@ -58,7 +58,7 @@ def fast_quaternion(x, theta, u):
 
 
 def _build(config, device, dtype, generator):
-    return Implementations(reference=DocumentQuaternion(), optimized=fast_quaternion)
+    return Implementations(reference=DocumentQuaternion(device=device, dtype=dtype), optimized=fast_quaternion)
 
 
 def quaternion_samples(n, device, dtype, generator):

@@ -8,12 +8,22 @@ first 2·num_freqs features rotate. With the document's default ``num_freqs=1`` 
 is 0: the default embedding rotates nothing (measured in ROPE-01).
 
 Reference: the document's code (impl/reprobench/rotary/document.py) called as ``rotate_qk(t, offset=offset)``,
-t of shape (batch, heads, seq, dim). Optimized: a cached table of e^{i·m·freqs} in float32 (float64
-for float64 inputs; positions are exact integers, where the document builds them in t's dtype and so
+t of shape (batch, heads, seq, dim). Optimized: a table of e^{i·m·freqs} in float32 (float64 for
+float64 inputs; positions are exact integers, where the document builds them in t's dtype and so
 rounds them in bfloat16 beyond 256) and one complex multiply per pair — one fused elementwise kernel
-instead of rotate_half's rearrange/stack/cat and two products. The table is reused while ``freqs``
-is unchanged (keyed on its version counter); when ``freqs`` is learned and autograd is on, the angles
-are recomputed each call so gradients reach ``freqs``. No host syncs.
+instead of rotate_half's rearrange/stack/cat and two products. No host syncs. Both twins take
+``device=``/``dtype=`` and create ``freqs`` in that dtype, so a float64 build is exact to float64.
+
+When the table is cached. A learned ``freqs`` (requires_grad) is recomputed into a table on every
+call: a trainable parameter is what optimizers write, and some write through ``freqs.data``, which
+PyTorch gives its own version counter, so no cheap key can see the write (the table would stay
+stale); the table costs O(n·F) against the O(B·H·n·F) rotation. A frozen ``freqs`` (learned_freq=False
+or ``requires_grad_(False)``) is a constant by contract: its table is cached, keyed on the
+parameter's data pointer, version counter, dtype and device and on inference mode, with an alias of
+the keyed storage held so its address cannot be reused; a call while ``freqs`` is trainable drops it.
+The one write this cannot see is an in-place write through ``.data`` while ``freqs`` is frozen (or
+while trainable with no call before it is frozen again): call :meth:`RotaryTable.clear_cache` after
+one (declared in the spec's ``caches``; suites/properties/test_cache_invalidation.py pins it).
 """
 from __future__ import annotations
 
@@ -22,7 +32,7 @@ import math
 import torch
 from torch import nn
 
-from reprobench.registry import ComponentSpec, ErrorInput, SampleInput, register
+from reprobench.registry import CacheUse, ComponentSpec, ErrorInput, SampleInput, register
 from reprobench.rotary.common import bench_head_inputs, check_dim, check_features, check_finite, check_int, head_error_inputs, head_samples
 from reprobench.rotary.document import RotaryEmbedding
 
@@ -43,12 +53,13 @@ def check_offset(offset) -> int:
 class DocumentRoPE(nn.Module):
     """Reference: the document's RotaryEmbedding, standard path. rope(t (B, H, n, dim), offset=0)."""
 
-    def __init__(self, dim, theta=10000, num_freqs=1, learned_freq=True, theta_rescale_factor=1.0):
+    def __init__(self, dim, theta=10000, num_freqs=1, learned_freq=True, theta_rescale_factor=1.0, *,
+                 device=None, dtype=None):
         super().__init__()
         check_rope_config(dim, theta, num_freqs, theta_rescale_factor)
         self.dim = dim
         self.rotary = RotaryEmbedding(dim, theta=theta, num_freqs=num_freqs, learned_freq=learned_freq,
-                                      theta_rescale_factor=theta_rescale_factor)
+                                      theta_rescale_factor=theta_rescale_factor, device=device, dtype=dtype)
 
     def forward(self, t, offset=0):
         check_features(t, "t", self.dim)
@@ -56,45 +67,57 @@ class DocumentRoPE(nn.Module):
 
 
 class RotaryTable(nn.Module):
-    """The document's ``freqs`` parameter plus a cache of e^{i·m·freqs} for positions 0..length-1."""
+    """The document's ``freqs`` parameter and e^{i·m·freqs}; the table is cached only while freqs is frozen."""
 
-    def __init__(self, dim, theta=10000, num_freqs=1, learned_freq=True, theta_rescale_factor=1.0):
+    def __init__(self, dim, theta=10000, num_freqs=1, learned_freq=True, theta_rescale_factor=1.0, *,
+                 device=None, dtype=None):
         super().__init__()
         theta = theta * theta_rescale_factor ** (dim / (dim - 2))
-        self.freqs = nn.Parameter(torch.arange(0, num_freqs) * (2 * math.pi / theta), requires_grad=learned_freq)
-        self._cache: tuple | None = None  # (key, table); not a buffer: never saved, rebuilt on demand
+        steps = torch.arange(num_freqs, device=device, dtype=dtype or torch.get_default_dtype())
+        self.freqs = nn.Parameter(steps * (2 * math.pi / theta), requires_grad=learned_freq)
+        self._cache: tuple | None = None  # (key, table, source alias); not a buffer: never saved
 
     def angle_dtype(self, dtype: torch.dtype) -> torch.dtype:
         return torch.float64 if torch.float64 in (dtype, self.freqs.dtype) else torch.float32
 
-    def _table(self, length: int, dtype: torch.dtype) -> torch.Tensor:
-        positions = torch.arange(length, device=self.freqs.device, dtype=dtype)
-        angles = positions[:, None] * self.freqs.to(dtype)[None, :]  # (length, F)
-        return torch.polar(torch.ones_like(angles), angles)  # complex (length, F)
+    def _table(self, start: int, stop: int, dtype: torch.dtype) -> torch.Tensor:
+        positions = torch.arange(start, stop, device=self.freqs.device, dtype=dtype)
+        angles = positions[:, None] * self.freqs.to(dtype)[None, :]  # (stop - start, F)
+        return torch.polar(torch.ones_like(angles), angles)  # complex (stop - start, F)
+
+    def cache_key(self, dtype: torch.dtype) -> tuple:
+        f = self.freqs
+        return f.data_ptr(), f._version, f.dtype, f.device, dtype, torch.is_inference_mode_enabled()
 
     def cis(self, n: int, offset: int, dtype: torch.dtype) -> torch.Tensor:
         """e^{i·m·freqs} for m = offset .. offset+n-1, complex of `angle_dtype(dtype)`."""
-        adtype = self.angle_dtype(dtype)
-        length = offset + n
-        if self.freqs.requires_grad and torch.is_grad_enabled():
-            return self._table(length, adtype)[offset:]
-        key = (self.freqs._version, self.freqs.device, adtype, self.freqs.data_ptr())
-        if self._cache is None or self._cache[0] != key or self._cache[1].shape[0] < length:
+        adtype, length = self.angle_dtype(dtype), offset + n
+        if self.freqs.requires_grad:  # trainable: recomputed every call, and an older frozen-time table dropped
+            self._cache = None  # (optimizers may write through .data while it is trainable; module docstring)
+            return self._table(offset, length, adtype)
+        key = self.cache_key(adtype)
+        cached = self._cache is not None and self._cache[0] == key
+        if not cached or self._cache[1].shape[0] < length:
             # Grow geometrically so a decode loop (offset += 1) rebuilds O(log n) times.
-            size = max(length, 2 * self._cache[1].shape[0] if self._cache and self._cache[0] == key else length)
+            size = max(length, 2 * self._cache[1].shape[0] if cached else length)
             with torch.no_grad():
-                self._cache = (key, self._table(size, adtype))
+                self._cache = (key, self._table(0, size, adtype), self.freqs.detach())
         return self._cache[1][offset:length]
+
+    def clear_cache(self) -> None:
+        """Drop the table: needed only after an in-place write into a frozen freqs through ``.data``."""
+        self._cache = None
 
 
 class FastRoPE(nn.Module):
-    """Optimized: same parameters (key ``rotary.freqs``), cached table, complex multiply."""
+    """Optimized: same parameters (key ``rotary.freqs``), table of e^{i·m·freqs}, complex multiply."""
 
-    def __init__(self, dim, theta=10000, num_freqs=1, learned_freq=True, theta_rescale_factor=1.0):
+    def __init__(self, dim, theta=10000, num_freqs=1, learned_freq=True, theta_rescale_factor=1.0, *,
+                 device=None, dtype=None):
         super().__init__()
         check_rope_config(dim, theta, num_freqs, theta_rescale_factor)
         self.dim = dim
-        self.rotary = RotaryTable(dim, theta, num_freqs, learned_freq, theta_rescale_factor)
+        self.rotary = RotaryTable(dim, theta, num_freqs, learned_freq, theta_rescale_factor, device=device, dtype=dtype)
 
     def forward(self, t, offset=0):
         check_features(t, "t", self.dim)
@@ -109,13 +132,15 @@ class FastRoPE(nn.Module):
 def _build(config, device, dtype, generator):
     from reprobench.registry import Implementations
 
-    reference = DocumentRoPE(**config).to(device=device, dtype=dtype).eval()
-    optimized = FastRoPE(**config).to(device=device, dtype=dtype).eval()
+    reference = DocumentRoPE(**config, device=device, dtype=dtype).eval()
+    optimized = FastRoPE(**config, device=device, dtype=dtype).eval()
     optimized.load_state_dict(reference.state_dict())
     return Implementations(reference=reference, optimized=optimized)
 
 
 TEST_DIM = 16
+FROZEN_DATA_WRITE = ("an in-place write through .data into a frozen freqs: PyTorch gives .data its own version "
+                     "counter, so the table's key cannot see it (module docstring; clear_cache() after such a write)")
 
 
 def _samples(n, device, dtype, generator):
@@ -132,7 +157,8 @@ def _bad_offset(randn):
 register(ComponentSpec(
     name="rotary.rope",
     claims=("ROPE-01",),
-    description="document RotaryEmbedding.rotate_qk (linear freqs, rotate_half); optimized cached complex multiply",
+    description="document RotaryEmbedding.rotate_qk (linear freqs, rotate_half); optimized complex multiply, "
+                "table cached for frozen freqs",
     build=_build,
     sample_inputs=_samples,
     error_inputs=head_error_inputs(TEST_DIM, {
@@ -152,4 +178,9 @@ register(ComponentSpec(
     size_name="seq",
     time_exponent={"reference": 1.0, "optimized": 1.0},
     memory_exponent={"reference": 1.0, "optimized": 1.0},
+    # Learned freqs: never cached (the config whose table went stale after freqs.data.mul_, issue 14).
+    # Frozen freqs: cached; a write through .data is the one change the key cannot see.
+    caches=(CacheUse(blind_to={"frozen_data_write": FROZEN_DATA_WRITE}),
+            CacheUse(dict(learned_freq=False), blind_to={"data_write": FROZEN_DATA_WRITE,
+                                                         "frozen_data_write": FROZEN_DATA_WRITE})),
 ))

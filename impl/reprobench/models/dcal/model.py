@@ -34,7 +34,7 @@ from reprobench.models.dcal.pwca import copy_attention, pwca_attend
 from reprobench.models.dcal.rollout import rollout_cls_optimized, rollout_cls_reference
 from reprobench.models.dcal.rollout_cache import CACHES
 from reprobench.models.dcal.vit import Block, Mlp, PatchEmbed, backbone_config, init_vit_
-from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, register
+from reprobench.registry import CacheUse, ComponentSpec, ErrorInput, Implementations, SampleInput, register
 from reprobench.validation import check_tensor
 
 TASK_IMAGE_SIZES = {"fgvc": (448, 448), "reid": (256, 128)}  # the paper's fine-tuning resolutions
@@ -206,4 +206,9 @@ register(ComponentSpec(
     test_sizes=(1, 2, 3),
     bench_sizes=(1, 2),
     size_name="batch",
+    # The eval-mode rollout cache, keyed on the attention maps: exact, and the documented statistics key.
+    caches=(CacheUse(dict(cache_attention_rollout=True, cache_kind="exact")),
+            CacheUse(dict(cache_attention_rollout=True, cache_kind="stats"), blind_to={
+                mutation: "DCAL-07: the documented statistics key is invariant to the batch order, so the cache "
+                          "returns the previous batch's rollout rows" for mutation in ("input_reorder", "frozen_input_reorder")})),
 ))

@@ -21,6 +21,9 @@ equals recomputation. The price is what the documented key avoided: an entry sto
 the cache pays off only against the O(L·N³) full product.
 
 Both count hits, misses and evictions exactly and evict least-recently-used entries past `max_size`.
+Neither hands out its stored tensor: a lookup returns a copy of the rollout (B·N numbers, nothing
+beside the key's L·B·H·N² reads), so a caller writing into what it got (zeroing the CLS column,
+say) cannot change what the next hit returns.
 As components, each is called as f(first, second): a fresh cache sees `first`, then returns the
 rollout CLS row of `second`; the reference recomputes rollout(second) without a cache.
 """
@@ -70,10 +73,10 @@ class RolloutCache:
         if entry is not None and self.accepts(entry, maps):
             self._store.move_to_end(key)
             self.hits += 1
-            return entry.result
+            return entry.result.clone()  # never the stored tensor: see the module docstring
         self.misses += 1
         result = compute(maps).detach()
-        self._store[key] = _Entry(result, self.remember(maps))
+        self._store[key] = _Entry(result.clone(), self.remember(maps))
         self._store.move_to_end(key)
         while len(self._store) > self.max_size:
             self._store.popitem(last=False)
