@@ -168,6 +168,16 @@ def _crossovers(full: dict, sizes) -> dict:
     return crossovers
 
 
+def _crossover_fields(crossovers: dict, sizes) -> dict:
+    """Measured values of one JSON type in every run: the crossover n (an int) or None, and always a note."""
+    fields = {}
+    for label, c in crossovers.items():
+        fields[f"crossover_n_{label}"] = int(c) if c is not None else None
+        fields[f"crossover_n_{label}_note"] = ("first n from which it stays faster than dense" if c is not None
+                                               else f"beyond the sweep (> {sizes[-1]})")
+    return fields
+
+
 def _all_faster(ctx: RunContext, n: int, slower: tuple[str, ...], faster: tuple[str, ...], quantity: str):
     """"The fastest of `faster` beats each of `slower` at n", as the smallest of the ratios
     time(slower_i) / time(fastest of `faster`) (min_estimate), each from paired rounds. The cheapest
@@ -201,11 +211,7 @@ def crossover_lengths(ctx: RunContext) -> Outcome:
     sizes, times = _cached_sweep(ctx)
     full, flagged = _extrapolated(times, sizes)
     crossovers = _crossovers(full, sizes)
-    measured = {"dim": SWEEP_DIM, "heads": SWEEP_HEADS, "sizes_max": sizes[-1]}
-    for label, c in crossovers.items():
-        measured[f"crossover_n_{label}"] = c
-        measured[f"crossover_n_{label}_note"] = ("first n from which it stays faster than dense" if c is not None
-                                                 else f"beyond the sweep (> {sizes[-1]})")
+    measured = {"dim": SWEEP_DIM, "heads": SWEEP_HEADS, "sizes_max": sizes[-1], **_crossover_fields(crossovers, sizes)}
     measured.update({f"{label}_ms_n{n}": round(full[label][n], 2) for label in full for n in sizes})
     measured["extrapolated_points"] = "; ".join(f"{label}: {ns}" for label, ns in flagged.items() if ns) or "none"
 
