@@ -32,17 +32,16 @@ from reprobench.attention.base import check_positive_int
 from reprobench.equivariant.equivariant_conv import GROUP_ORDER, rotate
 from reprobench.equivariant.shared_encoder import AdapterLearner, EquivariantNet, FreshMorphism, IndividualMorphismWrapper
 from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, make_generator, register
+from reprobench.validation import check_tensor, describe
 
 
-def _check_grids(x) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor [batch, channels, n, n], got {type(x).__name__}")
-    if x.dim() != 4 or x.shape[0] == 0:
-        raise ValueError(f"x must have shape [batch, channels, n, n] (rank 4, batch >= 1), got {tuple(x.shape)}")
+def _check_grids(x, f_star=None) -> torch.Tensor:
+    """x (batch >= 1, channels, n, n), in the dtype and on the device of f_star's parameters."""
+    like = next(f_star.parameters(), None) if isinstance(f_star, nn.Module) else None
+    check_tensor("x", x, shape=("batch", "channels", "n", "n"), nonempty=("batch",), like=like,
+                 like_what="f_star's parameters")
     if x.shape[-1] != x.shape[-2]:
-        raise ValueError(f"x must be square (n == n) for rotations, got H={x.shape[-2]}, W={x.shape[-1]}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating tensor, got dtype {x.dtype}")
+        raise ValueError(f"x must be square (n == n) for rotations: expected (batch, channels, n, n), got {describe(x)}")
     return x
 
 
@@ -52,7 +51,7 @@ def _sq(t: torch.Tensor) -> torch.Tensor:
 
 def homotopy_distance_reference(f_star, f_i, x: torch.Tensor) -> torch.Tensor:
     """The formula as written, one example and one group element at a time."""
-    _check_grids(x)
+    _check_grids(x, f_star)
     total = x.new_zeros(())
     for b in range(x.shape[0]):
         xb = x[b:b + 1]
@@ -65,7 +64,7 @@ def homotopy_distance_reference(f_star, f_i, x: torch.Tensor) -> torch.Tensor:
 
 def homotopy_distance(f_star, f_i, x: torch.Tensor) -> torch.Tensor:
     """Same value, batched: f* on the whole orbit in one call, f_i once."""
-    _check_grids(x)
+    _check_grids(x, f_star)
     b = x.shape[0]
     orbit = torch.cat([rotate(x, r) for r in range(GROUP_ORDER)])  # (4B, C, n, n), rotation-major
     f_orbit = f_star(orbit).unflatten(0, (GROUP_ORDER, b))  # f*(g·x)
@@ -77,7 +76,7 @@ def homotopy_distance(f_star, f_i, x: torch.Tensor) -> torch.Tensor:
 
 def orbit_homotopy_distance(f_star, f_i, x: torch.Tensor) -> torch.Tensor:
     """Corrected, exactly G-invariant: both terms averaged over the orbit of x."""
-    _check_grids(x)
+    _check_grids(x, f_star)
     b = x.shape[0]
     orbit = torch.cat([rotate(x, r) for r in range(GROUP_ORDER)])
     f_star_orbit = f_star(orbit).unflatten(0, (GROUP_ORDER, b))  # [h] = f*(h·x)
@@ -161,7 +160,7 @@ def _builder(corrected: bool):
         f_i = PlainCNN(channels).to(dtype=dtype).reset_parameters(generator).to(device)
         if corrected:  # reference: the orbit formula by loops over h and g
             def reference(x):
-                _check_grids(x)
+                _check_grids(x, f_star)
                 geometric, violation = x.new_zeros(()), x.new_zeros(())
                 for h in range(GROUP_ORDER):
                     hx = rotate(x, h)
@@ -191,9 +190,9 @@ def _error_inputs(device, dtype, generator):
         return torch.randn(*shape, device=device, dtype=dtype, generator=generator)
 
     return [ErrorInput(SampleInput((randn(3, 2, 5, 6),), name="non_square"), ValueError, r"x must be square"),
-            ErrorInput(SampleInput((randn(2, 5, 5),), name="rank3"), ValueError, r"x must have shape"),
+            ErrorInput(SampleInput((randn(2, 5, 5),), name="rank3"), ValueError, r"x: expected .* shape \(batch, channels, n, n\)"),
             ErrorInput(SampleInput((torch.ones(3, 2, 5, 5, dtype=torch.long, device=device),), name="int"),
-                       TypeError, r"x must be a floating tensor")]
+                       TypeError, r"x: expected a float32 or float64 tensor")]
 
 
 for _name, _corrected, _description in (

@@ -34,19 +34,14 @@ from torch import nn
 
 from reprobench.attention.base import check_path, check_positive_int, init_linear_
 from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, register
+from reprobench.validation import check_tensor, describe
 
 
-def check_features(x, dim: int, k: int, dtype: torch.dtype) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"example_features must be a torch.Tensor [..., N, {dim}], got {type(x).__name__}")
-    if x.dim() < 2:
-        raise ValueError(f"example_features must have shape [..., N, {dim}] (rank >= 2), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"example_features must be a floating tensor, got dtype {x.dtype}")
-    if x.dtype != dtype:
-        raise TypeError(f"example_features has dtype {x.dtype} but the module's parameters are {dtype}")
-    if x.shape[-1] != dim:
-        raise ValueError(f"example_features has feature dim {x.shape[-1]}, expected feature_dim={dim}")
+def check_features(x, dim: int, k: int, like: torch.Tensor) -> torch.Tensor:
+    """x (..., N, dim) with N >= k, in the dtype and on the device of like (the module's parameters)."""
+    check_tensor("example_features", x, like=like, like_what="the module's parameters")
+    if x.dim() < 2 or x.shape[-1] != dim:
+        raise ValueError(f"example_features: expected a tensor of shape (..., N, {dim}), got {describe(x)}")
     if x.shape[-2] < k:
         raise ValueError(f"k_neighbors ({k}) must be <= the number of examples N={x.shape[-2]} in example_features")
     return x
@@ -77,7 +72,7 @@ class SparseAttention(nn.Module):
         return 1.0 / (self.temperature * math.sqrt(self.feature_dim))
 
     def forward(self, example_features: torch.Tensor) -> torch.Tensor:
-        check_features(example_features, self.feature_dim, self.k_neighbors, self.query.weight.dtype)
+        check_features(example_features, self.feature_dim, self.k_neighbors, self.query.weight)
         q, k, v = self.query(example_features), self.key(example_features), self.value(example_features)
         return self.attend_reference(q, k, v) if self.path == "reference" else self.attend_optimized(q, k, v)
 
@@ -105,7 +100,7 @@ class SparseAttention(nn.Module):
 
     def attention_probs(self, example_features: torch.Tensor):
         """(probabilities (..., N, N), allowed) as the documented forward forms them."""
-        check_features(example_features, self.feature_dim, self.k_neighbors, self.query.weight.dtype)
+        check_features(example_features, self.feature_dim, self.k_neighbors, self.query.weight)
         scores, mask = self.scores_and_mask(self.query(example_features), self.key(example_features))
         return torch.softmax(scores.masked_fill(mask, -1e9), dim=-1), ~mask
 
@@ -145,9 +140,12 @@ def _error_inputs(device, dtype, generator):
     cfg = dict(feature_dim=TEST_DIM, k_neighbors=3)
     return [
         ErrorInput(SampleInput((randn(2, TEST_DIM),), name="k_gt_n"), ValueError, r"k_neighbors \(3\) must be <= .*N=2"),
-        ErrorInput(SampleInput((randn(TEST_DIM),), name="rank1"), ValueError, r"example_features must have shape"),
-        ErrorInput(SampleInput((randn(5, TEST_DIM + 1),), name="wrong_dim"), ValueError, r"expected feature_dim"),
-        ErrorInput(SampleInput((randn(5, TEST_DIM, dt=other),), name="dtype_mix"), TypeError, r"example_features has dtype"),
+        ErrorInput(SampleInput((randn(TEST_DIM),), name="rank1"), ValueError,
+                   r"example_features: expected a tensor of shape \(\.\.\., N, 8\)"),
+        ErrorInput(SampleInput((randn(5, TEST_DIM + 1),), name="wrong_dim"), ValueError,
+                   r"example_features: expected a tensor of shape \(\.\.\., N, 8\)"),
+        ErrorInput(SampleInput((randn(5, TEST_DIM, dt=other),), name="dtype_mix"), TypeError,
+                   r"example_features: expected float\d+ like the module's parameters"),
         ErrorInput(SampleInput((randn(5, TEST_DIM),), name="k_zero"), ValueError, r"k_neighbors must be >= 1",
                    config={**cfg, "k_neighbors": 0}),
         ErrorInput(SampleInput((randn(5, TEST_DIM),), name="k_float"), TypeError, r"k_neighbors must be an int",
