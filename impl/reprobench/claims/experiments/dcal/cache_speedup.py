@@ -48,17 +48,20 @@ def cache_speedup(ctx: RunContext) -> Outcome:
             measured[f"speedup_repeated_{rollout}"] = timed.estimate.point if rollout == "full" else rep.speedup
             measured[f"speedup_distinct_{rollout}"] = dist.speedup
             measured[f"distinct_hit_rate_{rollout}"] = cached.get_cache_stats()["hit_rate"]
-    # Upper bound at the document's size: the share of evaluation FLOPs the rollout is (Amdahl), counted on
-    # the meta device (shapes only, nothing allocated): DeiT-Small, 448×448, batch 1, full-product rollout.
+    # Upper bound at the document's size: the share of evaluation FLOPs the rollout is (Amdahl), counted
+    # under FakeTensorMode (shapes only, nothing allocated; the model refuses 'meta' tensors): DeiT-Small,
+    # 448×448, batch 1, full-product rollout.
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
     from reprobench.models.dcal.model import DualAttentionModel
 
-    with torch.device("meta"), torch.no_grad():
+    with FakeTensorMode(), ctx.device, torch.no_grad():
         model = DualAttentionModel(DEIT_S, num_classes=200, rollout_impl="full").eval()
         eval_flops = count_flops(lambda: model(torch.empty(1, 3, 448, 448)))
         rollout_flops = count_flops(lambda: rollout_cls_reference(torch.empty(12, 1, 6, 785, 785)))
     share = rollout_flops / eval_flops
     measured.update({"rollout_flop_share_deit_s_448": share, "amdahl_bound_speedup_deit_s_448": 1 / (1 - share)})
-    with torch.device("meta"), torch.no_grad():  # the same share at the timed size
+    with FakeTensorMode(), ctx.device, torch.no_grad():  # the same share at the timed size
         small = DualAttentionModel(rollout_impl="full", **config).eval()
         small_share = (count_flops(lambda: rollout_cls_reference(torch.empty(depth, 2, 3, small.pos_embed.shape[1],
                                                                               small.pos_embed.shape[1])))
