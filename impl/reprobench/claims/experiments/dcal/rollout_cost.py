@@ -93,7 +93,7 @@ def rollout_cost(ctx: RunContext) -> Outcome:
     speedup = timed.estimate
     return Outcome(
         decisions=decisions,
-        headline="flop_exponent_N_full",
+        headline=f"speedup_N{n_bench}_L12",
         claimed="Attention rollout costs O(L × N³) per GLCA forward pass",
         measured={"flop_exponent_N_full": fit_n_ref.exponent, "r2_N_full": fit_n_ref.r_squared,
                   "flop_exponent_L_full": fit_l_ref.exponent, "r2_L_full": fit_l_ref.r_squared,
