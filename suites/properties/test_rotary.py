@@ -197,7 +197,7 @@ def float64_build(name):
 @pytest.mark.parametrize("role", ["reference", "optimized"])
 def test_float64_rope_frequencies_and_angles_are_exact(role):
     """A float64 build's freqs are arange(F)·2π/θ computed in float64, bit for bit (made in float32 and
-    cast they were 7.8e-8 relative off), so at a far offset the rotation still matches the float64
+    cast they carried float32 rounding), so at a far offset the rotation still matches the float64
     textbook to 1e-12."""
     impls, config = float64_build("rotary.rope")
     rope = getattr(impls, role)
@@ -217,7 +217,7 @@ def test_float64_rotation_angles_are_exact(name):
 
 def test_float64_projection_weights_are_computed_in_float64():
     """proj_down: orthogonal rows times proj_scale; proj_up: proj_scale·pinv as the document clamps it —
-    both to float64 precision in a float64 build (made in float32 and cast they are 1e-7 off)."""
+    both to float64 precision in a float64 build (made in float32 and cast they carry float32 rounding)."""
     impls, config = float64_build("rotary.projection")
     scale = config["proj_scale"]
     for module in (impls.reference, impls.optimized):

@@ -32,8 +32,8 @@ DEVIATIONS = (
     "(5) CompactRotation.rotate calls torch.cos on a Python float (TypeError); we wrap the angle in a "
     "tensor of x's dtype. q_rotate builds u in x's dtype.",
     "(6) RotaryEmbedding takes device= and dtype= (as torch.nn layers do) and creates freqs, thetas, dparam and "
-    "the projection weights in that dtype: built in float32 and cast, float64 freqs are 7.8e-8 relative off "
-    "arange(num_freqs)·2π/θ. Same values in float32.",
+    "the projection weights in that dtype: built in float32 and cast, float64 freqs carry float32 rounding "
+    "instead of being arange(num_freqs)·2π/θ in float64. Same values in float32.",
 )
 
 
