@@ -44,6 +44,7 @@ from torch import nn
 
 from reprobench.attention.base import check_positive_int
 from reprobench.registry import CacheUse, ComponentSpec, ErrorInput, ExpectedFailure, SampleInput, Tolerance, register
+from reprobench.validation import check_tensor
 
 GROUP_ORDER = 4
 CACHE_KEYS = ("none", "pointer", "norm", "version")
@@ -59,16 +60,12 @@ def act_on_features(y: torch.Tensor, r: int) -> torch.Tensor:
     return torch.roll(rotate(y, r), shifts=r % GROUP_ORDER, dims=2)
 
 
-def check_square(x, name: str, rank: int, channels: int, dtype: torch.dtype) -> torch.Tensor:
+def check_square(x, name: str, rank: int, channels: int, kernel: torch.Tensor) -> torch.Tensor:
+    """x must share the kernel's dtype (float32/float64) and device (issue 15: reprobench.validation)."""
     layout = "[batch, channels, H, W]" if rank == 4 else f"[batch, channels, {GROUP_ORDER}, H, W]"
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor {layout}, got {type(x).__name__}")
-    if x.dim() != rank:
-        raise ValueError(f"{name} must have shape {layout} (rank {rank}), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
-    if x.dtype != dtype:
-        raise TypeError(f"{name} has dtype {x.dtype} but the layer's kernel is {dtype}; convert one of them")
+    check_tensor(name, x, like=kernel, like_what="the layer's kernel")
+    if x.dim() != rank or x.shape[0] == 0:
+        raise ValueError(f"{name} must have shape {layout} (rank {rank}, batch >= 1), got shape {tuple(x.shape)}")
     if x.shape[1] != channels:
         raise ValueError(f"{name} has {x.shape[1]} channels, expected in_channels={channels}: {layout}")
     if rank == 5 and x.shape[2] != GROUP_ORDER:
@@ -150,7 +147,7 @@ class EquivariantConv2d(nn.Module):
         return {**super().__getstate__(), "_bank": None, "_bank_key": None, "_bank_source": None}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_square(x, "x", 4 if self.lifting else 5, self.in_channels, self.kernel.dtype)
+        check_square(x, "x", 4 if self.lifting else 5, self.in_channels, self.kernel)
         b, n = x.shape[0], x.shape[-1]
         bias = None if self.bias is None else self.bias.repeat_interleave(GROUP_ORDER)
         y = F.conv2d(x.reshape(b, -1, n, n), self.filter_bank(), bias, padding=self.kernel_size // 2)
@@ -219,9 +216,9 @@ def _error_inputs(device, dtype, generator):
         ErrorInput(SampleInput((randn(2, c, 5, 6),), name="non_square"), ValueError, r"x must be square"),
         ErrorInput(SampleInput((randn(c, 5, 5),), name="rank3"), ValueError, r"x must have shape .*rank 4"),
         ErrorInput(SampleInput((randn(2, c + 1, 5, 5),), name="channels"), ValueError, r"expected in_channels"),
-        ErrorInput(SampleInput((good.to(other),), name="dtype_mix"), TypeError, r"x has dtype"),
+        ErrorInput(SampleInput((good.to(other),), name="dtype_mix"), TypeError, r"x: expected float\d+ like the layer's kernel"),
         ErrorInput(SampleInput((torch.ones(2, c, 5, 5, dtype=torch.long, device=device),), name="int_input"),
-                   TypeError, r"x must be a floating tensor"),
+                   TypeError, r"x: expected a float32 or float64 tensor"),
         ErrorInput(SampleInput((good,), name="even_kernel"), ValueError, r"kernel_size must be odd",
                    config={**TEST_CONFIG, "kernel_size": 4}),
         ErrorInput(SampleInput((good,), name="zero_hidden"), ValueError, r"out_channels must be >= 1",

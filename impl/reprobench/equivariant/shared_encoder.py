@@ -109,7 +109,7 @@ class AdapterLearner(nn.Module):
         return self.output_proj(shared_feat + modulation[:, :, None, None, None]).mean(2)
 
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
-        check_square(examples, "examples", 4, self.in_channels, self.example_adapters_down.dtype)
+        check_square(examples, "examples", 4, self.in_channels, self.example_adapters_down)
         if examples.shape[0] != self.num_examples:
             raise ValueError(f"examples has {examples.shape[0]} rows, expected num_examples={self.num_examples}")
         if self.path == "reference":  # N separate encoder passes, one example at a time
