@@ -17,6 +17,7 @@ import math
 import torch
 
 from reprobench.registry import ErrorInput, SampleInput
+from reprobench.validation import FLOATING, check_tensor
 
 
 def check_int(value, name: str, minimum: int = 0) -> int:
@@ -43,8 +44,10 @@ def check_dim(dim, name: str = "dim", minimum: int = 4) -> int:
     return dim
 
 
-def check_features(t, name: str, dim: int, rank: int | None = 4) -> torch.Tensor:
-    """t must be a floating tensor [..., dim]; with rank=4 exactly [batch, heads, seq, dim]."""
+def check_features(t, name: str, dim: int, rank: int | None = 4, like: torch.Tensor | None = None,
+                   dtypes: tuple = FLOATING) -> torch.Tensor:
+    """t must be a floating tensor [..., dim]; with rank=4 exactly [batch, heads, seq, dim]. like: a
+    parameter of the rotation, whose dtype and device t must share; dtypes: the input dtypes accepted."""
     layout = f"[batch, heads, seq, {dim}]" if rank == 4 else f"[..., {dim}]"
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape {layout}, got {type(t).__name__}")
@@ -54,6 +57,9 @@ def check_features(t, name: str, dim: int, rank: int | None = 4) -> torch.Tensor
         raise ValueError(f"{name} must have shape {layout} (rank {rank}), got shape {tuple(t.shape)}")
     if t.dim() == 0 or t.shape[-1] != dim:
         raise ValueError(f"{name} has feature dim {t.shape[-1] if t.dim() else None}, expected {dim}: shape {layout}")
+    # float32/float64 only, the parameters' dtype and device, no 'meta', no empty batch or sequence (issue 15)
+    check_tensor(name, t, shape=("batch", "heads", "seq", dim) if rank == 4 else None, dtypes=dtypes,
+                 nonempty=("batch", "seq") if rank == 4 else (), like=like, like_what="the rotation's parameters")
     return t
 
 

@@ -74,7 +74,7 @@ class DocumentGivens(nn.Module):
         return self
 
     def forward(self, t):
-        check_features(t, "t", self.dim)
+        check_features(t, "t", self.dim, like=self.rotary.dparam)
         return self.rotary.rotate_qk(t)
 
 
@@ -82,7 +82,7 @@ class FastGivens(DocumentGivens):
     """Optimized: same parameters (built by the document's constructor), pairwise updates."""
 
     def forward(self, t):
-        check_features(t, "t", self.dim)
+        check_features(t, "t", self.dim, like=self.rotary.dparam)
         return doc_rotations_fast(self.rotary, t)
 
 

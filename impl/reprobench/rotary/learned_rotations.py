@@ -35,7 +35,7 @@ def check_learned_args(rotations, t, dim, freq_ranges) -> int:
             raise TypeError("freq_ranges must be a floating 1-D torch.Tensor [f] or None")
         width *= freq_ranges.shape[0]
     if 2 * width > dim:
-        raise ValueError(f"rotations rotate {2 * width} features but t has dim={dim}; need 2*pairs(*f) <= dim")
+        raise ValueError(f"rotations rotate {2 * width} features but t has dim={dim}; expected 2*pairs(*f) <= dim")
     return 2 * width
 
 

@@ -59,7 +59,7 @@ class DocumentProjection(nn.Module):
         return self
 
     def forward(self, t):
-        check_features(t, "t", self.dim)
+        check_features(t, "t", self.dim, like=self.rotary.dparam)
         return self.rotary.rotate_qk(t)
 
 
@@ -67,7 +67,7 @@ class FastProjection(DocumentProjection):
     """Optimized: the same arithmetic, branches as torch.where, no host syncs."""
 
     def forward(self, t):
-        check_features(t, "t", self.dim)
+        check_features(t, "t", self.dim, like=self.rotary.dparam)
         rotary = self.rotary
         x_flat = t.reshape(-1, t.shape[-1])
         with torch.no_grad():

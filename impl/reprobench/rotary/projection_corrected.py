@@ -67,7 +67,7 @@ class SubspaceRotation(nn.Module):
         return eye_d + self.basis @ (self.small_rotation() - eye_p) @ self.basis.T
 
     def forward(self, t):
-        check_features(t, "t", self.dim)
+        check_features(t, "t", self.dim, like=self.dparam)
         return t @ self.matrix()
 
 
@@ -75,7 +75,7 @@ class FastSubspaceRotation(SubspaceRotation):
     """Optimized: x + ((x V) R − x V) Vᵀ, O(N·d·p)."""
 
     def forward(self, t):
-        check_features(t, "t", self.dim)
+        check_features(t, "t", self.dim, like=self.dparam)
         coords = t @ self.basis  # (..., p)
         theta = self.angles()
         moved = pairwise_givens(coords, torch.cos(theta), torch.sin(theta)) - coords

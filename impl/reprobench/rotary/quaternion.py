@@ -24,6 +24,7 @@ import torch
 from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, register
 from reprobench.rotary.common import doc_quaternion_fast
 from reprobench.rotary.document import RotaryEmbedding
+from reprobench.validation import check_tensor, describe
 
 
 def check_quaternion_args(x, theta, u) -> None:
@@ -38,6 +39,12 @@ def check_quaternion_args(x, theta, u) -> None:
         raise ValueError(f"theta must be a single angle (0-dim or 1-element tensor), got shape {tuple(theta.shape)}")
     if u.shape != (3,):
         raise ValueError(f"u must be a 3-vector of shape (3,), got {tuple(u.shape)}")
+    # float32/float64 only, theta and u in x's dtype and on its device, no 'meta', at least one vector (issue 15)
+    check_tensor("x", x)
+    if x.numel() == 0:
+        raise ValueError(f"x: expected at least one 3D vector (..., 3), got {describe(x)}")
+    check_tensor("theta", theta, like=x, like_what="x")
+    check_tensor("u", u, like=x, like_what="x")
 
 
 class DocumentQuaternion:

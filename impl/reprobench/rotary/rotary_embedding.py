@@ -32,9 +32,13 @@ import math
 import torch
 from torch import nn
 
-from reprobench.registry import CacheUse, ComponentSpec, ErrorInput, SampleInput, register
+from reprobench.registry import CacheUse, ComponentSpec, ErrorInput, InputSupport, SampleInput, register
 from reprobench.rotary.common import bench_head_inputs, check_dim, check_features, check_finite, check_int, head_error_inputs, head_samples
 from reprobench.rotary.document import RotaryEmbedding
+
+# t may be float16/bfloat16 whatever the table's dtype: the rotation runs in the table's precision and
+# returns t's dtype (half-precision q/k with a float32 table is the common mixed-precision use)
+HALF_OK = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def check_rope_config(dim, theta, num_freqs, theta_rescale_factor) -> None:
@@ -62,7 +66,7 @@ class DocumentRoPE(nn.Module):
                                       theta_rescale_factor=theta_rescale_factor, device=device, dtype=dtype)
 
     def forward(self, t, offset=0):
-        check_features(t, "t", self.dim)
+        check_features(t, "t", self.dim, dtypes=HALF_OK)
         return self.rotary.rotate_qk(t, offset=check_offset(offset))
 
 
@@ -120,7 +124,7 @@ class FastRoPE(nn.Module):
         self.rotary = RotaryTable(dim, theta, num_freqs, learned_freq, theta_rescale_factor, device=device, dtype=dtype)
 
     def forward(self, t, offset=0):
-        check_features(t, "t", self.dim)
+        check_features(t, "t", self.dim, dtypes=HALF_OK)
         n, rot = t.shape[-2], 2 * self.rotary.freqs.shape[0]
         cis = self.rotary.cis(n, check_offset(offset), t.dtype)  # (n, F) complex
         head = t[..., :rot].to(cis.real.dtype).contiguous()
@@ -156,6 +160,7 @@ def _bad_offset(randn):
 
 register(ComponentSpec(
     name="rotary.rope",
+    input_support=InputSupport(low_precision=(torch.float16, torch.bfloat16)),  # see HALF_OK
     claims=("ROPE-01",),
     description="document RotaryEmbedding.rotate_qk (linear freqs, rotate_half); optimized complex multiply, "
                 "table cached for frozen freqs",
