@@ -3,7 +3,7 @@ sequence, return the final parameters and momentum buffers" (a tuple of tensors)
 
 Shared by optim.fam, optim.fam_corrected and optim.simple_fam. The layout below is a small model
 whose parameter groups exercise every path of the FAM family: a conv group, an attention group
-with a >10000-element matrix (64 x 64 sub-block sampling), an embedding group with a >10000-element
+with two >10000-element matrices (64 x 64 sub-block sampling; their samples share one batched rFFT), an embedding group with a >10000-element
 vector (1000-element sampling), a default group with different lr/alpha, a small (<= min_size)
 tensor, an empty tensor, a frozen parameter, and gradients that are None at some steps.
 
@@ -24,8 +24,10 @@ from reprobench.registry import ErrorInput, InputSupport, SampleInput
 LAYOUT = (
     (dict(names=["encoder.conv1.weight", "encoder.conv1.bias"]),
      [("encoder.conv1.weight", (8, 4, 3, 3), True), ("encoder.conv1.bias", (8,), True)]),
-    (dict(names=["blocks.0.self_attn.in_proj_weight", "blocks.0.self_attn.in_proj_bias"]),
-     [("blocks.0.self_attn.in_proj_weight", (120, 96), True), ("blocks.0.self_attn.in_proj_bias", (200,), True)]),
+    (dict(names=["blocks.0.self_attn.in_proj_weight", "blocks.0.self_attn.in_proj_bias",
+                 "blocks.0.self_attn.out_proj.weight"]),
+     [("blocks.0.self_attn.in_proj_weight", (120, 96), True), ("blocks.0.self_attn.in_proj_bias", (200,), True),
+      ("blocks.0.self_attn.out_proj.weight", (96, 120), True)]),
     (dict(names=["tok_embed.weight"], handler="embedding"),
      [("tok_embed.weight", (40, 16), True), ("tok_embed.scale", (10050,), True)]),
     (dict(handler="default", lr=0.02, alpha=0.8),
