@@ -1,18 +1,33 @@
-"""Shared by the ROPE experiments: dtype and benchmark shape, an orthogonality measure and the one-axes figure helper."""
+"""Shared by the ROPE experiments: dtype and benchmark shape, an orthogonality measure, the one-axes figure helper
+and the float64 device check."""
 from __future__ import annotations
 
 import torch
 
-from reprobench.claims.experiment import RunContext, pyplot
+from reprobench.claims.experiment import Outcome, RunContext, pyplot
+from reprobench.rotary.document import DEVIATIONS
 
 
 F64 = torch.float64
 HEADS, HEAD_DIM = 8, 64  # the issue's benchmark shape: 8 heads x 64
+FLOAT64_DEVICES_MISSING = ("mps",)  # devices without float64 kernels
+
+
+def float64_unavailable(ctx: RunContext) -> str | None:
+    """Why a float64 experiment cannot run on ctx.device (its tolerances assume float64), or None."""
+    if ctx.device.type in FLOAT64_DEVICES_MISSING:
+        return f"{ctx.device.type} has no float64; this check's tolerances assume float64"
+    return None
+
+
+def not_checkable(claimed: str, rule: str, reason: str) -> Outcome:
+    return Outcome(verdict="not-checkable-here", claimed=claimed, measured={}, rule=rule,
+                   evidence=f"Not run on this device: {reason}.", deviations=list(DEVIATIONS))
 
 
 def _orthogonality(matrix: torch.Tensor) -> tuple[float, float]:
     """(max |QᵀQ − I|, det Q)."""
-    eye = torch.eye(matrix.shape[-1], dtype=matrix.dtype)
+    eye = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
     return (matrix.T @ matrix - eye).abs().max().item(), torch.linalg.det(matrix).item()
 
 

@@ -5,21 +5,31 @@ import math
 
 import torch
 
-from reprobench.claims.experiment import Outcome, RunContext, experiment, verdict_if
-from reprobench.claims.experiments.rope._common import F64, _orthogonality
+from reprobench.claims.experiment import Outcome, RunContext, experiment
+from reprobench.claims.experiments.rope._common import F64, _orthogonality, float64_unavailable, not_checkable
+from reprobench.measure import decide
 from reprobench.registry import make_generator
 from reprobench.rotary.document import DEVIATIONS, CompactRotation, RotaryEmbedding
 from reprobench.rotary.quaternion_corrected import sandwich_rotation
 
+TOL = 1e-6  # float64: a rotation's defects are rounding (~1e-15); the document's are O(1)
+CLAIMED = "q_rotation performs quaternion-based 3D rotations that 'better preserve geometric relationships'."
+RULE = (f"exact errors (float64, unit vectors, an angle grid in [-2π, 2π] and random axes, deterministic draws), four "
+        f"decisions on the document's q_rotation, each at most {TOL:g}: max |QᵀQ − I|; max |det Q − 1|; max norm error; "
+        f"max |R(θ/2)R(θ/2)x − R(θ)x| (composition). All hold -> holds, all fail -> fails, else partial; the corrected "
+        f"q x q* and CompactRotation.q_rotate are reported, not judged")
+
 
 @experiment("ROPE-02")
 def quaternion_rotation(ctx: RunContext) -> Outcome:
-    g = make_generator(ctx.seed)
-    doc = RotaryEmbedding(4).to(F64)
-    eye = torch.eye(3, dtype=F64)
-    angles = torch.linspace(-2 * math.pi, 2 * math.pi, 17 if ctx.quick else 33, dtype=F64)
-    axes = torch.randn(4 if ctx.quick else 8, 3, generator=g, dtype=F64)
-    x = torch.randn(64, 3, generator=g, dtype=F64)
+    if reason := float64_unavailable(ctx):
+        return not_checkable(CLAIMED, RULE, reason)
+    g = make_generator(ctx.seed)  # draws on the CPU, moved: the same values on every device
+    doc = RotaryEmbedding(4).to(device=ctx.device, dtype=F64)
+    eye = torch.eye(3, dtype=F64, device=ctx.device)
+    angles = torch.linspace(-2 * math.pi, 2 * math.pi, 17 if ctx.quick else 33, dtype=F64, device=ctx.device)
+    axes = torch.randn(4 if ctx.quick else 8, 3, generator=g, dtype=F64).to(ctx.device)
+    x = torch.randn(64, 3, generator=g, dtype=F64).to(ctx.device)
     x = x / x.norm(dim=-1, keepdim=True)  # unit vectors: the ±10 clamp stays inactive
     worst = {"doc_orth": 0.0, "doc_det": 0.0, "doc_norm": 0.0, "doc_comp": 0.0,
              "fix_orth": 0.0, "fix_det": 0.0, "fix_norm": 0.0, "fix_comp": 0.0, "compact_orth": 0.0}
@@ -40,11 +50,14 @@ def quaternion_rotation(ctx: RunContext) -> Outcome:
         for theta in angles:
             orth, _ = _orthogonality(CompactRotation.q_rotate(eye, theta, axis))
             worst["compact_orth"] = max(worst["compact_orth"], orth)
-    at_pi, _ = _orthogonality(doc.q_rotation(eye, torch.tensor(math.pi, dtype=F64), axes[0]))
+    at_pi, _ = _orthogonality(doc.q_rotation(eye, torch.tensor(math.pi, dtype=F64, device=ctx.device), axes[0]))
     big = 100 * x
     clamp_error = ((doc.q_rotation(big, angles[3], axes[0]) - 100 * doc.q_rotation(x, angles[3], axes[0])).norm()
                    / (100 * doc.q_rotation(x, angles[3], axes[0])).norm()).item()
-    ok = worst["doc_orth"] < 1e-6 and worst["doc_det"] < 1e-6 and worst["doc_norm"] < 1e-6 and worst["doc_comp"] < 1e-6
+    decisions = [decide("doc_max_orthogonality_error", worst["doc_orth"], at_most=TOL),
+                 decide("doc_max_abs_det_minus_1", worst["doc_det"], at_most=TOL),
+                 decide("doc_max_norm_error_unit_vectors", worst["doc_norm"], at_most=TOL),
+                 decide("doc_max_composition_error", worst["doc_comp"], at_most=TOL)]
     measured = {"doc_max_orthogonality_error": worst["doc_orth"], "doc_max_abs_det_minus_1": worst["doc_det"],
                 "doc_det_min": min(dets), "doc_det_max": max(dets),
                 "doc_max_norm_error_unit_vectors": worst["doc_norm"], "doc_max_composition_error": worst["doc_comp"],
@@ -56,12 +69,10 @@ def quaternion_rotation(ctx: RunContext) -> Outcome:
                 "corrected_max_norm_error": worst["fix_norm"], "corrected_max_composition_error": worst["fix_comp"],
                 "angles": len(angles), "axes": len(axes)}
     return Outcome(
-        verdict=verdict_if(ok),
-        claimed="q_rotation performs quaternion-based 3D rotations that 'better preserve geometric relationships'.",
+        decisions=decisions,
+        claimed=CLAIMED,
         measured=measured,
-        rule=("holds if, over the angle grid in [-2π, 2π] and random axes (float64, unit vectors), the document's "
-              "q_rotation has max |QᵀQ − I| < 1e-6, |det − 1| < 1e-6, norm error < 1e-6 and "
-              "|R(θ/2)R(θ/2)x − R(θ)x| < 1e-6; fails otherwise."),
+        rule=RULE,
         evidence=(f"The code drops sin(θ/2) (vec is computed, never used): max |QᵀQ − I| = {worst['doc_orth']:.2f}, "
                   f"det in [{min(dets):.2f}, {max(dets):.2f}], norm error {worst['doc_norm']:.2f}, composition error "
                   f"{worst['doc_comp']:.2f}; it is a rotation only at θ = π (error {at_pi:.1e}). "

@@ -1,0 +1,94 @@
+"""FAM and ROPE experiments judge through decisions (issue 13): the rule states every decided threshold,
+measured values stay plain JSON, the float64 checks refuse a device without float64 (issue 15.3), and
+the small helpers the experiments judge with do what their rules say."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from reprobench.claims.experiment import DECIDED_VERDICTS, RunContext, load_experiments
+
+# No timed measurement in these (the timed ones, FAM-03/07 and ROPE-01/03/06, run in `reprobench verify`).
+FAST = ["FAM-01", "FAM-02", "FAM-04", "FAM-05", "FAM-06", "ROPE-02", "ROPE-04", "ROPE-05", "ROPE-07"]
+FLOAT64 = ["FAM-03", "FAM-05", "FAM-06", "ROPE-01", "ROPE-02", "ROPE-03", "ROPE-04", "ROPE-07"]
+
+
+def _run(claim_id, tmp_path, device="cpu"):
+    return load_experiments()[claim_id](RunContext(quick=True, device=torch.device(device), figures_dir=tmp_path))
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    """Each fast experiment once on the CPU (quick mode), shared by the checks below."""
+    cache = {}
+
+    def get(claim_id):
+        if claim_id not in cache:
+            cache[claim_id] = _run(claim_id, tmp_path_factory.mktemp(claim_id))
+        return cache[claim_id]
+
+    return get
+
+
+def _spellings(value: float) -> set[str]:
+    """How a rule may write a threshold: 1e-12, 1e-09, 0.001, 1.2, 1000, 6."""
+    forms = {f"{value:g}", f"{value:g}".replace("e-0", "e-"), f"{value:.0e}".replace("e-0", "e-"), f"{value:.0%}"}
+    if float(value).is_integer():
+        forms.add(str(int(value)))
+    return forms
+
+
+@pytest.mark.parametrize("claim_id", FAST)
+def test_rule_states_every_decided_threshold(claim_id, outcomes):
+    outcome = outcomes(claim_id)
+    assert outcome.decisions, f"{claim_id} judged nothing"
+    assert outcome.verdict in DECIDED_VERDICTS
+    for decision in outcome.decisions:
+        bounds = decision.threshold if isinstance(decision.threshold, tuple) else (decision.threshold,)
+        for bound in bounds:
+            assert any(form in outcome.rule for form in _spellings(bound)), (
+                f"{claim_id}: the rule does not state {decision.quantity}'s threshold {bound}: {outcome.rule}")
+
+
+@pytest.mark.parametrize("claim_id", FAST)
+def test_measured_values_are_plain_json(claim_id, outcomes):
+    measured = outcomes(claim_id).measured
+    json.dumps(measured, allow_nan=False)  # no NaN/inf, no tensors
+    assert all(v is None or isinstance(v, (bool, int, float, str)) for v in measured.values())
+
+
+@pytest.mark.parametrize("claim_id", FLOAT64)
+def test_float64_checks_are_not_checkable_on_a_device_without_float64(claim_id, tmp_path):
+    # No MPS hardware is needed: the check returns before anything touches the device.
+    outcome = _run(claim_id, tmp_path, device="mps")
+    assert outcome.verdict == "not-checkable-here"
+    assert "float64" in outcome.evidence and not outcome.decisions
+
+
+def test_scheduler_points_are_judged_relative_without_absolute_slack():
+    from reprobench.claims.experiments.fam.schedulers import _off
+
+    assert _off(0.1, 0.1, 1e-12) == 0
+    assert _off(0.1 * (1 + 5e-13), 0.1, 1e-12) == 0
+    assert _off(0.1 * (1 + 2e-12), 0.1, 1e-12) == 1
+    # a warmup_start_lr of 1e-8 missed by 1e-15 is off by 1e-7 relative: no absolute tolerance hides it
+    assert _off(1e-8 + 1e-15, 1e-8, 1e-12) == 1
+    assert _off(math.nan, 0.1, 1e-9) == 1
+
+
+def test_bf16_error_is_none_when_the_module_refuses_bfloat16():
+    from reprobench.claims.experiments.rope.standard_path import _bf16_error, _bf16_words
+
+    truth = torch.zeros(2, dtype=torch.float64)
+
+    def refuses(_):
+        raise TypeError("t: expected a float32 or float64 tensor")
+
+    assert _bf16_error(refuses, truth.to(torch.bfloat16), truth) is None
+    assert _bf16_error(lambda t: t + 0.5, truth.to(torch.bfloat16), truth) == 0.5
+    with pytest.raises(RuntimeError):  # any other failure is an error, not a refusal
+        _bf16_error(lambda t: (_ for _ in ()).throw(RuntimeError("boom")), truth.to(torch.bfloat16), truth)
+    assert "refused" in _bf16_words(None, 0.1) and "0.100" in _bf16_words(0.5, 0.1)
