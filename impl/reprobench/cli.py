@@ -177,8 +177,8 @@ def _bench(args) -> int:
         return 2
     from reprobench.bench import run_bench
 
-    return run_bench(args.pattern, sizes=args.size, device=args.device, out=args.json,
-                     memory_fraction=args.memory_fraction, max_call_seconds=args.max_call_seconds)
+    rules = {key: getattr(args, key) for key in ("memory_fraction", "max_call_seconds") if getattr(args, key)}
+    return run_bench(args.pattern, sizes=args.size, device=args.device, out=args.json, **rules)
 
 
 def _profile(args) -> int:
@@ -228,24 +228,29 @@ def build_parser() -> argparse.ArgumentParser:
             return value
         return parse
 
-    p = sub.add_parser("bench", help="time, peak tensor bytes and FLOPs of reference vs optimized",
+    def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        """A bad argument prints one line, like every other bench/profile refusal, not the usage block first."""
+        parser.error = lambda message: parser.exit(2, f"{parser.prog}: {message} (see {parser.prog} -h)\n")
+        return parser
+
+    p = one_line_errors(sub.add_parser("bench", help="time, peak tensor bytes and FLOPs of reference vs optimized",
                        description="Reference vs optimized, one row per implementation as each case completes. "
                                    "An implementation whose estimated tensor peak (FakeTensorMode) exceeds "
                                    "--memory-fraction of the available memory, or whose one forward call is "
-                                   "estimated over --max-call-seconds, is skipped with the reason printed.")
+                                   "estimated over --max-call-seconds, is skipped with the reason printed."))
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'attention.*'")
     p.add_argument("--size", type=positive(int), action="append",
                    help="size(s) to run; default: the spec's bench_sizes")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="also write the rows to this JSON file")
-    p.add_argument("--memory-fraction", type=positive(float, most=1.0), default=0.5,
+    p.add_argument("--memory-fraction", type=positive(float, most=1.0),
                    help="largest share of the available memory one implementation's estimated peak may take "
                         "(default: 0.5)")
-    p.add_argument("--max-call-seconds", type=positive(float), default=10.0,
-                   help="skip an implementation whose one forward call is estimated longer (default: 10)")
+    p.add_argument("--max-call-seconds", type=positive(float),
+                   help="skip an implementation whose one forward call is estimated longer (default: 3)")
     p.set_defaults(func=_bench)
 
-    p = sub.add_parser("profile", help="torch.profiler trace for TensorBoard and Perfetto")
+    p = one_line_errors(sub.add_parser("profile", help="torch.profiler trace for TensorBoard and Perfetto"))
     p.add_argument("component", help="registered name, e.g. attention.strided")
     p.add_argument("--size", type=positive(int), default=None, help="default: the largest of the spec's bench_sizes")
     p.add_argument("--logdir", default="runs", help="TensorBoard log directory (default: runs)")

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from reprobench.bench import bench_case, optimized_matches_reference
+from reprobench.bench import (available_memory_bytes, bench_case, estimate_peak_bytes, memory_reason,
+                             optimized_matches_reference, unwritable_reason)
 from reprobench.registry import get
 
 log = logging.getLogger(__name__)
@@ -25,15 +27,35 @@ WAIT, WARMUP, ACTIVE = 1, 1, 3  # profiler schedule: skip 1 step, warm up 1, rec
 
 def run_profile(component: str, *, size: int | None, logdir: Path, device: str = "cpu",
                 implementation: str = "optimized", backward: bool = False) -> int:
+    """Exit 2, with one line on stderr, for a bad argument or a case that would not fit in memory (the
+    bench's memory rule), all found before the profiled run; else 0."""
+    def usage_error(message: str) -> int:
+        print(f"reprobench profile: {message}", file=sys.stderr)
+        return 2
+
+    if size is not None and size < 1:
+        return usage_error(f"--size must be a positive integer, got {size}")
+    if why := unwritable_reason(logdir, directory=True):
+        return usage_error(f"--logdir {logdir}: {why}")
     try:
         spec = get(component)
     except KeyError as exc:
-        print(f"reprobench profile: {exc.args[0]}")
-        return 2
+        return usage_error(exc.args[0])
     size = size or max(spec.bench_sizes)
+    # The bench's memory rule only: a slow profile was asked for by name, a peak past the machine's memory
+    # never is. The estimate is of a forward; --backward also holds what autograd saves.
+    def too_big(impl: str) -> str | None:
+        peak_bytes, _ = estimate_peak_bytes(component, size, impl, device)
+        return memory_reason(peak_bytes, available_bytes=available_memory_bytes())
+
+    if why := too_big(implementation):
+        return usage_error(f"{component} ({implementation}) at {spec.size_name}={size}: {why}; choose a smaller --size")
     case = bench_case(component, size, implementation, device)
-    if implementation == "optimized" and not optimized_matches_reference(component, size, device):
-        print(f"warning: {case.label} differs from its reference at this size")
+    if implementation == "optimized":
+        if why := too_big("reference"):  # the pair check runs the reference too
+            print(f"note: not checked against its reference, which would not fit: {why}")
+        elif not optimized_matches_reference(component, size, device):
+            print(f"warning: {case.label} differs from its reference at this size")
     step_fn = case.forward_backward() if backward and spec.supports_backward else case.forward()
     run_name = f"{component}-{implementation}-{spec.size_name}{size}{'-fwd_bwd' if backward else ''}"
     tb_dir = logdir / run_name
