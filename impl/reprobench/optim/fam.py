@@ -17,6 +17,9 @@ per band per parameter, plus the handler's comparisons), and on CUDA it queues w
 Known limits: no debug JSON (use the reference for FAM-04); the effective momentum is a
 discontinuous function of the band powers, so reference and optimized agree exactly except when a
 band sum lies within float32 rounding (~1e-7) of a threshold — a probability-zero event for real data.
+A non-finite gradient makes its parameter non-finite in both twins, but inf may come out as NaN here
+(lerp computes inf - inf). What FAM shares with torch.optim (copies keep the generator, params and
+per-group checks) is in impl/reprobench/optim/optimizer_checks.py.
 """
 from __future__ import annotations
 
