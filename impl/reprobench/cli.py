@@ -72,6 +72,12 @@ def _verify(args) -> int:
         return 2
 
     # Everything a run needs is checked before the first experiment: a bad argument costs no minutes.
+    from reprobench.claims.declarative import ClaimFileError, load_claim_files
+
+    try:
+        load_claim_files(args.claims)  # after the plugins (their components), before --only reads the ledger
+    except ClaimFileError as exc:
+        return fail(str(exc))
     try:
         ids = parse_ids(args.only)
     except ValueError as exc:
@@ -205,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="comma-separated claim IDs or family prefixes, e.g. EFF-01,ROPE")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="report directory (default: reports)")
+    p.add_argument("--claims", action="append", default=[], metavar="FILE.toml",
+                   help="also check the [[claim]] tables of this TOML file (repeatable; see the README)")
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("compare", help="what changed between two reports; exit 1 when a claim stops holding",

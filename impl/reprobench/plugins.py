@@ -38,9 +38,13 @@ def load_plugin(module: str) -> None:
 
 
 def load_plugins(modules: list[str] | None) -> None:
+    from reprobench.registry import load_all
+
+    # Built-ins (and installed plugins) first: a --plugin module that reuses one of their names then fails
+    # at its own register() call, as a PluginError naming both, instead of breaking the built-in's import.
+    load_all()
     for module in modules or ():
         load_plugin(module)
-    load_entry_point_plugins()
 
 
 def load_entry_point_plugins() -> None:

@@ -1,0 +1,264 @@
+"""Declarative claims: the common README sentences ("2x faster than SDPA", "O(n) memory", "under
+64 MiB", "matches the reference") written as TOML and checked with no Python.
+
+`reprobench verify --claims FILE.toml` (repeatable) reads every `[[claim]]` table:
+
+    [[claim]]
+    id = "ACME-10"                    # PREFIX-NN, as for Python claims
+    text = "2x faster than its reference at n = 1024"
+    source = "acme-attention README"
+    kind = "speedup"                  # one of KINDS below, each with its own fields
+    component = "acme.window_attention"
+    baseline = "reference"
+    size = 1024
+    at_least = 2.0
+
+Each claim is added to the ledger with `claims.claim(...)` and measured by an experiment registered
+with `claims.experiment(...)` (see declarative_kinds.py), so the runner, the report and `--only`
+treat it like any other claim. The whole file is checked before anything runs, and a mistake is one
+line naming the file, the claim and the field (unknown kind or key, missing field, wrong type,
+unknown component): a typo must not turn into a silently different claim.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+IMPLEMENTATIONS = ("reference", "optimized")
+
+
+class ClaimFileError(ValueError):
+    """A claim file that cannot be used; the message is one line naming the file, claim and field."""
+
+
+# --- field checks: each returns the value (normalised) or raises ValueError saying what was expected ---
+
+def _string(value, _ctx=None) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _positive(value, _ctx=None) -> float:
+    number = _number(value)
+    if number <= 0:
+        raise ValueError(f"expected a number > 0, got {value!r}")
+    return number
+
+
+def _non_negative(value, _ctx=None) -> float:
+    number = _number(value)
+    if number < 0:
+        raise ValueError(f"expected a number >= 0, got {value!r}")
+    return number
+
+
+def _size(value, _ctx=None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected an integer >= 1, got {value!r}")
+    return value
+
+
+def _sizes(minimum: int) -> Callable:
+    def check(value, _ctx=None) -> tuple[int, ...]:
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"expected a list of integers >= 1, got {value!r}")
+        sizes = tuple(_size(v) for v in value)
+        if len(set(sizes)) < minimum:
+            raise ValueError(f"expected at least {minimum} distinct sizes, got {value!r}")
+        return sizes
+    return check
+
+
+def _implementation(value, _ctx=None) -> str:
+    if value not in IMPLEMENTATIONS:
+        raise ValueError(f"expected one of {IMPLEMENTATIONS}, got {value!r}")
+    return value
+
+
+def _component(value, _ctx=None) -> str:
+    from reprobench.registry import list_components
+
+    name = _string(value)
+    names = [spec.name for spec in list_components()]
+    if name not in names:
+        family = name.split(".", 1)[0] + "."
+        near = [n for n in names if n.startswith(family)]
+        hint = f"; registered in that family: {', '.join(near)}" if near else "; `reprobench list` shows the registered ones"
+        raise ValueError(f"no registered component {name!r} (load its plugin with --plugin MODULE?){hint}")
+    return name
+
+
+def _baseline(value, _ctx=None) -> str:
+    return "reference" if value == "reference" else _component(value)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What one kind of claim measures: its required and optional fields with their checks."""
+
+    required: dict[str, Callable]
+    optional: dict[str, Callable] = field(default_factory=dict)
+    summary: str = ""  # one line for the README and error messages
+
+
+_SWEEP = {"component": _component, "implementation": _implementation, "sizes": _sizes(2), "at_most": _positive}
+_SWEEP_OPTIONAL = {"quick_sizes": _sizes(2)}
+_RATIO = {"component": _component, "baseline": _baseline, "size": _size, "at_least": _positive}
+_RATIO_OPTIONAL = {"baseline_implementation": _implementation, "quick_size": _size}
+
+KINDS: dict[str, Kind] = {
+    "speedup": Kind(_RATIO, _RATIO_OPTIONAL, "baseline time / optimized time at `size`, timed in paired rounds"),
+    "time_exponent": Kind(_SWEEP, _SWEEP_OPTIONAL, "log-log slope of time over `sizes` (repeated rounds)"),
+    "memory_exponent": Kind(_SWEEP, _SWEEP_OPTIONAL, "log-log slope of peak tensor bytes over `sizes`"),
+    "flops_exponent": Kind(_SWEEP, _SWEEP_OPTIONAL, "log-log slope of FLOPs over `sizes`"),
+    "peak_memory": Kind({"component": _component, "implementation": _implementation, "size": _size,
+                         "at_most_mib": _positive}, {"quick_size": _size}, "peak tensor MiB of one forward at `size`"),
+    "flops_ratio": Kind(_RATIO, _RATIO_OPTIONAL, "baseline FLOPs / optimized FLOPs at `size`"),
+    "matches_reference": Kind({"component": _component, "sizes": _sizes(1)},
+                              {"atol": _non_negative, "rtol": _non_negative, "quick_sizes": _sizes(1)},
+                              "optimized == reference within atol + rtol * |reference| at every size"),
+}
+COMMON = {"id": _string, "text": _string, "source": _string, "kind": _string}
+
+
+@dataclass(frozen=True)
+class DeclaredClaim:
+    """One validated `[[claim]]` table."""
+
+    id: str
+    text: str
+    source: str
+    kind: str
+    fields: dict[str, Any]  # the kind's fields, checked and normalised
+    origin: str  # "FILE: claim ID", for messages
+
+    def sizes(self, quick: bool) -> tuple[int, ...]:
+        """The sizes to measure: quick_sizes/quick_size in a quick run where given, else sizes/size."""
+        if "sizes" in self.fields:
+            return self.fields.get("quick_sizes", self.fields["sizes"]) if quick else self.fields["sizes"]
+        return (self.fields.get("quick_size", self.fields["size"]) if quick else self.fields["size"],)
+
+
+def parse_claim_file(path: str | Path) -> list[DeclaredClaim]:
+    """Read and check one file; every problem is a ClaimFileError naming the file, claim and field."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ClaimFileError(f"--claims {path}: cannot read it ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ClaimFileError(f"{path}: not valid TOML: {exc}") from None
+    extra = sorted(set(data) - {"claim"})
+    if extra:
+        raise ClaimFileError(f"{path}: unknown top-level key {extra[0]!r}; a claim file holds [[claim]] tables only")
+    tables = data.get("claim")
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+        raise ClaimFileError(f"{path}: expected one or more [[claim]] tables")
+    claims, seen = [], {}
+    for index, table in enumerate(tables, start=1):
+        declared = _parse_table(path, index, table)
+        if declared.id in seen:
+            raise ClaimFileError(f"{path}: claim #{index} ({declared.id}): field 'id': the same ID as claim "
+                                 f"#{seen[declared.id]}; every claim needs its own ID")
+        seen[declared.id] = index
+        claims.append(declared)
+    return claims
+
+
+def _parse_table(path: Path, index: int, table: dict) -> DeclaredClaim:
+    label = f"claim #{index}" + (f" ({table['id']})" if isinstance(table.get("id"), str) else "")
+
+    def error(name: str, problem: str) -> ClaimFileError:
+        return ClaimFileError(f"{path}: {label}: field {name!r}: {problem}")
+
+    common = {}
+    for name, check in COMMON.items():
+        if name not in table:
+            return_kinds = f" (one of {', '.join(KINDS)})" if name == "kind" else ""
+            raise error(name, f"missing{return_kinds}")
+        try:
+            common[name] = check(table[name])
+        except ValueError as exc:
+            raise error(name, str(exc)) from None
+    kind = KINDS.get(common["kind"])
+    if kind is None:
+        raise error("kind", f"unknown kind {common['kind']!r}; expected one of {', '.join(KINDS)}")
+    allowed = {**kind.required, **kind.optional}
+    unknown = [name for name in table if name not in COMMON and name not in allowed]
+    if unknown:
+        raise error(unknown[0], f"unknown key for kind {common['kind']!r}; its fields are {', '.join(allowed)}")
+    fields = {}
+    for name, check in allowed.items():
+        if name not in table:
+            if name in kind.required:
+                raise error(name, f"missing (kind {common['kind']!r} needs {', '.join(kind.required)})")
+            continue
+        try:
+            fields[name] = check(table[name])
+        except ValueError as exc:
+            raise error(name, str(exc)) from None
+    if fields.get("baseline") == fields.get("component"):
+        raise error("baseline", f"the component itself; use \"reference\" to compare it with its own reference")
+    _check_id_format(common["id"], error)
+    return DeclaredClaim(id=common["id"], text=common["text"], source=common["source"], kind=common["kind"],
+                         fields=fields, origin=f"{path}: {label}")
+
+
+def _check_id_format(claim_id: str, error) -> None:
+    from reprobench.claims.ledger import _CLAIM_ID
+
+    if not _CLAIM_ID.match(claim_id):
+        raise error("id", f"expected PREFIX-NN, an upper-case prefix and a number or name (e.g. 'ACME-01'), "
+                          f"got {claim_id!r}")
+
+
+_LOADED: dict[str, DeclaredClaim] = {}  # claim ID -> the declaration that registered it (this process)
+
+
+def load_claim_files(paths: list[str] | None) -> list[str]:
+    """Check every file, then add its claims to the ledger and register their experiments; returns the IDs.
+
+    Nothing is registered until every file has been read and checked, so a bad file leaves no half-loaded
+    claims. An ID already in the ledger (a built-in claim, a plugin's, another file's) is an error naming
+    both places.
+    """
+    from reprobench.claims.declarative_kinds import experiment_for
+    from reprobench.claims.experiment import experiment
+    from reprobench.claims.ledger import CLAIM_TEXTS, _DEFINED_BY, claim
+
+    declared: list[DeclaredClaim] = []
+    for path in paths or ():
+        declared.extend(parse_claim_file(path))
+    ids = []
+    for item in declared:
+        previous = _LOADED.get(item.id)
+        if previous is not None and previous == item:
+            ids.append(item.id)  # the same file loaded twice in one process
+            continue
+        if previous is not None or item.id in CLAIM_TEXTS:
+            other = previous.origin if previous is not None else _DEFINED_BY.get(item.id, "?")
+            raise ClaimFileError(f"{item.origin}: field 'id': {item.id} is already defined by {other}; "
+                                 "choose another ID prefix")
+        try:
+            claim(item.id, item.text, source=item.source)
+        except ValueError as exc:
+            raise ClaimFileError(f"{item.origin}: {exc}") from None
+        experiment(item.id)(experiment_for(item))
+        _LOADED[item.id] = item
+        ids.append(item.id)
+    return ids
