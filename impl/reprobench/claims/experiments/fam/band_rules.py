@@ -12,7 +12,7 @@ from reprobench.registry import make_generator
 
 CAPS = (0.85, 0.98)  # the documented momentum range, judged for base alpha in [0.85, 0.9]
 SUM_SLACK = 1e-6  # normalised band powers may sum to at most 1 + this (float32 rounding)
-RULE = (f"exact values (deterministic draws; no interval), five decisions: (a) band powers sum to <= {1 + SUM_SLACK:g} "
+RULE = (f"exact values (deterministic draws; no interval), five decisions: (a) band powers sum to <= 1 + {SUM_SLACK:g} "
         f"and (b) the smallest band power >= 0 (normalised); (c) alpha_eff outside [{CAPS[0]}, {CAPS[1]}] for base "
         f"alpha in [0.85, 0.9]: at most 0 cases; (d) attention's high bands finer than its low bands (mean width "
         f"ratio high/low < 1, as 0/1): at least 1; (e) rule applications that move alpha against their stated purpose "
@@ -76,8 +76,8 @@ def band_analysis_and_rules(ctx: RunContext) -> Outcome:
     axes[1].set_xticks([j + 0.25 for j in range(4)], HANDLER_NAMES)
     for cap, label in zip(CAPS, (f"rule: alpha_eff in [{CAPS[0]}, {CAPS[1]}]", None)):
         axes[1].axhline(cap, color="k", ls="--", lw=1, label=label)
-    axes[1].set(ylim=(0.8, 1.0), ylabel="alpha_eff (base 0.9)", title="momentum rule per handler")
-    axes[1].legend(fontsize=7)
+    axes[1].set(ylim=(0.8, 1.05), ylabel="alpha_eff (base 0.9)", title="momentum rule per handler")
+    axes[1].legend(fontsize=7, loc="upper center", ncol=4)
     fig.tight_layout()
     fig.savefig(ctx.figure_path("fam01_bands_rules.png"), dpi=110)
     plt.close(fig)
