@@ -59,8 +59,9 @@ def _training_step_peak(weights: str, side: int, depth: int, fake: bool, device:
     def make_call():
         from reprobench.models.dcal.model import DualAttentionModel
 
-        model = DualAttentionModel(DEIT_S, num_classes=200, img_size=side, pwca_weights=weights, depth=depth)
-        model = model.to(device).train()
+        with device:  # built in place (Module.to cannot swap parameters under FakeTensorMode)
+            model = DualAttentionModel(DEIT_S, num_classes=200, img_size=side, pwca_weights=weights, depth=depth)
+        model = model.train()
         # Bytes do not depend on the values, so the images are zeros (no randomness to seed).
         x, y = torch.zeros(1, 3, side, side, device=device), torch.zeros(1, 3, side, side, device=device)
 
