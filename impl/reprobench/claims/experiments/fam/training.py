@@ -98,7 +98,8 @@ def training_comparison(ctx: RunContext) -> Outcome:
     data = (x[:2048], y[:2048], x[2048:], y[2048:])
     start = steps // 3
     optimizers = {
-        "FAM": lambda m, s: FAM(_named_groups(m), lr=0.3, alpha=0.9, fam_start_step=start, generator=make_generator(s, ctx.device)),
+        "FAM": lambda m, s: FAM(_named_groups(m), lr=0.3, alpha=0.9, fam_start_step=start,
+                                generator=make_generator(s, ctx.device)),
         "SimpleFAM": lambda m, s: SimpleFAMFast(m.parameters(), lr=0.3, alpha=0.9),
         "SGD-momentum": lambda m, s: torch.optim.SGD(m.parameters(), lr=0.3, momentum=0.9, dampening=0.9),
         "AdamW": lambda m, s: torch.optim.AdamW(m.parameters(), lr=3e-3),
