@@ -53,6 +53,11 @@ class BadCall:
     build_dtype: torch.dtype  # the dtype the twins are built in for this call
     supported: bool | None  # True: must give a correct result; False: must raise clearly; None: either
     baseline: SampleInput | None = None  # a valid call whose result a correct one must reproduce
+    # how: "same" (same outputs), "values" (same values, dtype aside: an int or float64 input that is
+    # accepted must mean what the float one means), "unbatch" (a leading dim of 1 added to the
+    # outputs, or the same outputs where leading dims are reduced over), "first" (the first item
+    # along the dropped leading dim)
+    relation: str = "same"
 
 
 @dataclass
@@ -155,17 +160,22 @@ def _derive_from(spec, kind, sample: SampleInput, dtype, impls) -> BadCall | Non
         return None
     primary_slot, primary = floats[0] if floats else slots[0]
 
-    def call(changes, supported=None, baseline=None, build_dtype=dtype):
-        return BadCall(kind, _with(sample, changes), build_dtype, supported, baseline)
+    def call(changes, supported=None, baseline=None, build_dtype=dtype, relation="same"):
+        return BadCall(kind, _with(sample, changes), build_dtype, supported, baseline, relation)
 
     if kind == "rank_minus":
-        return call({primary_slot: primary[0]}) if primary.dim() >= 1 and primary.shape[0] >= 1 else None
+        if primary.dim() < 1 or primary.shape[0] < 1:
+            return None
+        return call({primary_slot: primary[0]}, baseline=sample, relation="first")
     if kind == "rank_plus":
-        return call({primary_slot: primary.unsqueeze(0)})
+        return call({primary_slot: primary.unsqueeze(0)}, baseline=sample, relation="unbatch")
     if kind == "wrong_feature_dim":
         return call({primary_slot: torch.cat([primary, primary[..., :1]], dim=-1)}) if primary.dim() >= 1 else None
     if kind == "int_dtype":
-        return call({primary_slot: primary.round().to(torch.int64)}) if _is_float(primary) else None
+        if not _is_float(primary):
+            return None
+        rounded = _with(sample, {primary_slot: primary.round()})  # the same values, as floats
+        return call({primary_slot: primary.round().to(torch.int64)}, baseline=rounded, relation="values")
     if kind in ("float16", "bfloat16"):
         half = getattr(torch, kind)
         if not floats:
@@ -199,9 +209,9 @@ def _derive_from(spec, kind, sample: SampleInput, dtype, impls) -> BadCall | Non
         other = torch.float64 if dtype != torch.float64 else torch.float32
         rest = [(s, t) for s, t in floats if s != primary_slot]
         if rest:
-            return call({rest[0][0]: rest[0][1].to(other)})
-        if floats and impls is not None and _has_float_parameters(impls):
-            return call({primary_slot: primary.to(other)})  # the input against the parameters
+            return call({rest[0][0]: rest[0][1].to(other)}, baseline=sample, relation="values")
+        if floats and impls is not None and _has_float_parameters(impls):  # the input against the parameters
+            return call({primary_slot: primary.to(other)}, baseline=sample, relation="values")
         return None
     if kind == "bool_as_int":
         masks = [(s, t) for s, t in slots if t.dtype == torch.bool]
@@ -217,7 +227,7 @@ def _derive_from(spec, kind, sample: SampleInput, dtype, impls) -> BadCall | Non
             return None
         slot, t = indices[0]
         if kind == "float_index":
-            return call({slot: t.to(dtype)})
+            return call({slot: t.to(dtype)}, baseline=sample, relation="values")
         bad = t.clone()
         bad[(0,) * t.dim()] = 1_000_000
         return call({slot: bad}, supported=False)
@@ -382,10 +392,31 @@ def _kind_property(spec, kind, bad: BadCall, impls, results, tol) -> str | None:
         return f"an empty input gave a non-empty output {tuple(outs[0].shape)}"
     if bad.baseline is not None:
         for label in ("reference", "optimized"):
-            problem = _differs(results[label], _run(getattr(impls, label), bad.baseline), tol)
+            problem = _related(results[label], _run(getattr(impls, label), bad.baseline), bad.relation, tol)
             if problem:
                 return f"{label} differs from the same call with the original input: {problem}"
     return None
+
+
+def _related(outs: tuple, base: tuple, relation: str, tol: Tolerance) -> str | None:
+    """Whether a derived call's outputs stand in `relation` to the valid call's (BadCall.relation)."""
+    if relation == "same":
+        return _differs(outs, base, tol)
+    if len(outs) != len(base):
+        return f"{len(outs)} outputs vs {len(base)}"
+    expected = []
+    for o, b in zip(outs, base):
+        if relation == "unbatch" and o.shape != b.shape:  # same shape: the leading dims are reduced over
+            b = b.unsqueeze(0)
+        elif relation == "first":
+            b = b[0] if b.dim() >= 1 else b
+        if o.shape != b.shape:
+            return f"an output of shape {tuple(o.shape)} where {tuple(b.shape)} was expected"
+        expected.append(b.to(o.dtype) if relation == "values" and o.is_floating_point() else b)
+    if relation == "values":  # dtype aside: compare in the wider of the two, at the looser tolerance
+        outs = tuple(o.double() if o.is_floating_point() else o for o in outs)
+        expected = [e.double() if e.is_floating_point() else e for e in expected]
+    return _differs(outs, tuple(expected), tol)
 
 
 def judge_all(pattern: str = "*") -> list[tuple[str, Outcome]]:

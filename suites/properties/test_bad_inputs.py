@@ -125,3 +125,13 @@ def test_judge_names_a_non_empty_output_for_an_empty_batch():
         return x * 2.0
     spec = _fake(fills, fills, InputSupport(empty_batch=True))
     assert judge(spec, "batch_zero").verdict == "wrong result"
+
+
+def test_judge_names_a_hang(monkeypatch):
+    import suites.properties.bad_inputs as bad_inputs
+
+    def spins(x):
+        while True:  # e.g. a loop whose exit condition a NaN never meets
+            pass
+    monkeypatch.setattr(bad_inputs, "HANG_SECONDS", 0.2)
+    assert judge(_fake(good, spins), "nan").verdict == "hang"
