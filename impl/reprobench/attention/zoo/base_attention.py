@@ -13,6 +13,8 @@ The document never shows these two; it only calls them: subclasses run
   Mask shapes: (n, m), (B, n|1, m) (read as (B, 1, n|1, m), i.e. per batch item, which is what
   MyelinatedLayer's ``[batch, 1, ctx]`` node mask needs to broadcast) or (B|1, H|1, n|1, m).
   SDPA refuses ``attn_mask`` together with ``is_causal``; we fold causality into the mask instead.
+  A query whose every key is masked attends to nothing: zero weights, zero output, zero gradients
+  (what SDPA gives it), in both twins — not the explicit softmax's 0/0 = NaN.
 - ``BaseAttention(dims, head, max_dist)``: q/k/v/out projections around calculate_attention, called
   ``forward(x, xa=None, mask=None, kv_cache=None, is_causal=False)`` on batch-first (B, n, dims)
   tensors, returning one tensor. That is NOT nn.MultiheadAttention's call (query, key, value,
