@@ -20,7 +20,7 @@ import torch
 
 from reprobench.measure.stats import Decision, combine_outcomes
 
-VERDICTS = ("holds", "fails", "partial", "inconclusive", "not-checkable-here", "not-implemented", "not-run", "error")
+VERDICTS = ("holds", "fails", "partial", "inconclusive", "not-checkable-here", "not-implemented", "error")
 DECIDED_VERDICTS = ("holds", "fails", "partial", "inconclusive")  # what decisions can give
 
 
@@ -81,41 +81,6 @@ class Outcome:
             if decision.quantity == (self.headline or decision.quantity):
                 return decision
         return None
-
-
-# --- rules: each returns a verdict from measured numbers -------------------------------------------
-
-def verdict_if(condition: bool) -> str:
-    return "holds" if condition else "fails"
-
-
-def at_least(measured: float, claimed: float, fraction: float = 0.8) -> str:
-    """holds if measured >= fraction * claimed (e.g. a speedup of at least 80% of the claimed one)."""
-    return verdict_if(measured >= fraction * claimed)
-
-
-def within_factor(measured: float, claimed: float, factor: float = 2.0) -> str:
-    """holds if measured lies within [claimed / factor, claimed * factor] (for '~X' claims)."""
-    if claimed <= 0 or measured <= 0:
-        return "fails"
-    return verdict_if(claimed / factor <= measured <= claimed * factor)
-
-
-def exponent_matches(measured: float, claimed: float, tolerance: float = 0.15) -> str:
-    """holds if a fitted log-log exponent is within `tolerance` of the claimed one."""
-    return verdict_if(abs(measured - claimed) <= tolerance)
-
-
-def combine(*verdicts: str) -> str:
-    """All parts hold -> holds; none hold -> fails; a mix -> partial."""
-    checked = [v for v in verdicts if v in ("holds", "fails", "partial")]
-    if not checked:
-        return "not-checkable-here"
-    if all(v == "holds" for v in checked):
-        return "holds"
-    if all(v == "fails" for v in checked):
-        return "fails"
-    return "partial"
 
 
 # --- discovery -------------------------------------------------------------------------------------
