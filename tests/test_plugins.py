@@ -1,0 +1,154 @@
+"""Plugins, declarative claims and the example user package, used as an outsider would: the example
+(examples/acme_attention) is imported from its source or pip-installed, and reprobench runs in a
+subprocess, so nothing it registers leaks into this test process's registry.
+
+Malformed claim files are checked in-process (they must fail before anything is registered or run).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reprobench.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "acme_attention"
+EXAMPLE_SRC = EXAMPLE / "src"
+PLUGIN = "acme_attention.reprobench_plugin"
+DECIDED = {"holds", "fails", "partial", "inconclusive"}
+
+
+def run(*args: str, pythonpath: list[Path] = (), cwd: Path | None = None, timeout: int = 300, **env):
+    """`python -m <args>` with only `pythonpath` added: what a user's shell would run."""
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, pythonpath)), **env}
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout,
+                          env=full_env, cwd=cwd or ROOT)
+
+
+def test_plugin_module_lists_and_verifies_the_example(tmp_path):
+    listed = run("reprobench", "list", "acme.*", "--plugin", PLUGIN, pythonpath=[EXAMPLE_SRC])
+    assert listed.returncode == 0, listed.stderr
+    assert "acme.window_attention" in listed.stdout
+
+    out = tmp_path / "reports"
+    verified = run("reprobench", "verify", "--quick", "--only", "ACME", "--claims", str(EXAMPLE / "claims.toml"),
+                   "--plugin", PLUGIN, "--out", str(out), pythonpath=[EXAMPLE_SRC])
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    claims = {c["id"]: c for c in json.loads((out / "claims.json").read_text())["claims"]}
+    python_ids = {"ACME-01", "ACME-02"}
+    toml_ids = {f"ACME-{i}" for i in range(10, 17)}
+    assert set(claims) == python_ids | toml_ids, sorted(claims)  # --only ACME: no built-in claim ran
+    verdicts = {cid: c["verdict"] for cid, c in claims.items()}
+    assert set(verdicts.values()) <= DECIDED, verdicts
+    for cid in toml_ids:
+        assert claims[cid]["source"] == "acme-attention README" and claims[cid]["decisions"], cid
+    # The million-token memory claim cannot run for real here: its largest size is measured fake.
+    assert claims["ACME-13"]["measured"]["fake_tensor_mode_sizes"] == 1
+
+
+def test_installed_package_is_found_through_its_entry_point(tmp_path):
+    source = tmp_path / "acme_attention"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = tmp_path / "site"
+    installed = run("pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index", "--target",
+                    str(target), str(source))
+    assert installed.returncode == 0, installed.stderr
+    listed = run("reprobench", "list", "acme.*", pythonpath=[target], cwd=tmp_path)  # no --plugin
+    assert listed.returncode == 0, listed.stderr
+    assert "acme.window_attention" in listed.stdout
+
+
+VALID = """\
+[[claim]]
+id = "ACME-90"
+text = "under 10 MiB"
+source = "a README"
+kind = "peak_memory"
+component = "attention.dense"
+implementation = "optimized"
+size = 64
+at_most_mib = 10
+"""
+
+MALFORMED = {  # case -> (file text, what the one-line error must name)
+    "unknown_kind": (VALID.replace('"peak_memory"', '"peak_memroy"'), ["claim #1 (ACME-90)", "'kind'", "peak_memroy"]),
+    "missing_field": (VALID.replace("size = 64\n", ""), ["claim #1 (ACME-90)", "'size'", "missing"]),
+    "wrong_type": (VALID.replace("size = 64", 'size = "64"'), ["'size'", "expected an integer"]),
+    "unknown_component": (VALID.replace("attention.dense", "acme.nowhere"), ["'component'", "acme.nowhere"]),
+    "typo_key": (VALID.replace("at_most_mib", "at_most_mb"), ["'at_most_mb'", "unknown key"]),
+    "missing_id": (VALID.replace('id = "ACME-90"\n', ""), ["claim #1:", "'id'", "missing"]),
+    "builtin_id": (VALID.replace("ACME-90", "EFF-01"), ["claim #1 (EFF-01)", "'id'", "CLAIMS.md"]),
+    "duplicate_id": (VALID + VALID, ["claim #2 (ACME-90)", "claim #1"]),
+    "not_toml": (VALID + "sizes = [1,\n", ["not valid TOML"]),
+    "no_tables": ("title = 'claims'\n", ["'title'"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_claim_file_is_one_line_and_exit_2(case, tmp_path, capsys):
+    text, names = MALFORMED[case]
+    path = tmp_path / "claims.toml"
+    path.write_text(text)
+    out = tmp_path / "reports"
+    assert main(["verify", "--claims", str(path), "--only", "EFF-01", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert str(path) in err and all(name in err for name in names), err
+    assert not (out / "claims.json").exists()  # nothing ran
+
+
+CLASHES = """\
+import sys
+from reprobench.cli import main
+codes = [main(["list", "--plugin", "acme_component_clash"]), main(["list", "--plugin", "acme_claim_clash"]),
+         main(["verify", "--plugin", "acme_attention.reprobench_plugin", "--claims", sys.argv[1], "--only", "ACME",
+               "--out", sys.argv[2]])]
+print(codes)
+"""
+
+
+def test_clashes_with_builtins_name_both_origins(tmp_path):
+    plugin = (EXAMPLE_SRC / "acme_attention" / "reprobench_plugin.py").read_text()
+    name = 'NAME = "acme.window_attention"'
+    for module, changes in (("acme_component_clash", {name: 'NAME = "attention.dense"'}),
+                            ("acme_claim_clash", {name: 'NAME = "acme.window_attention_2"',
+                                                  'claim("ACME-01"': 'claim("EFF-01"'})):
+        text = plugin
+        for old, new in changes.items():
+            assert text.count(old) == 1, old
+            text = text.replace(old, new)
+        (tmp_path / f"{module}.py").write_text(text)
+    (tmp_path / "clash.toml").write_text(VALID.replace("ACME-90", "ACME-01"))  # an ID the plugin defines
+    script = tmp_path / "clashes.py"
+    script.write_text(CLASHES)
+    result = run(str(script.stem), str(tmp_path / "clash.toml"), str(tmp_path / "reports"),
+                 pythonpath=[EXAMPLE_SRC, tmp_path])
+    assert result.stdout.strip().splitlines()[-1:] == ["[2, 2, 2]"], result.stdout + result.stderr
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 3, result.stderr
+    assert "'attention.dense'" in errors[0] and "acme_component_clash" in errors[0] \
+        and "reprobench.attention.dense" in errors[0]
+    assert "EFF-01" in errors[1] and "acme_claim_clash" in errors[1] and "CLAIMS.md" in errors[1]
+    assert "ACME-01" in errors[2] and "clash.toml" in errors[2] and PLUGIN in errors[2]
+
+
+def test_outside_tolerance_counts_what_assert_close_would_reject():
+    """The pair check behind speedup, flops_ratio and matches_reference claims (no figure for a wrong answer)."""
+    import torch
+
+    from reprobench.claims.declarative_kinds import outside_tolerance
+
+    ref = torch.tensor([1.0, 2.0, float("inf"), float("nan"), 0.0])
+    assert outside_tolerance(ref, ref.clone(), atol=0.0, rtol=0.0) == (0, 0.0)  # equal inf and NaN agree
+    moved = ref.clone()
+    moved[0], moved[4] = 1.0 + 1e-3, float("nan")
+    count, worst = outside_tolerance(ref, moved, atol=1e-2, rtol=0.0)
+    assert count == 1 and worst is None  # 1e-3 is inside atol; a NaN where the reference has 0.0 is not
+    assert outside_tolerance(ref, moved[:4], atol=1.0, rtol=1.0) == (5, None)  # shapes differ: every element
+    assert outside_tolerance((ref,), (ref, ref), atol=1.0, rtol=1.0)[0] == 15  # an extra output: every element
