@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 
 import pytest
 import torch
 
 from reprobench.claims.experiment import DECIDED_VERDICTS, RunContext, load_experiments
-from reprobench.claims.experiments.eff._common import decide_time_ratio, min_estimate
+from reprobench.claims.experiments.eff._common import decide_time_ratio, min_estimate, seconds_per_call
 from reprobench.claims.experiments.eff.layer_sweep import _crossover_fields, _crossovers
 from reprobench.claims.experiments.zoo._common import max_estimate, proportion_estimate
 from reprobench.measure import decide
@@ -85,6 +86,14 @@ def test_group_ratio_starts_at_seven_rounds_and_sizes_calls_per_round():
                       clock=machine.clock)
     # a slow layer costs one call per round, a fast one about 0.05 s of calls (sized from one noisy warm-up timing)
     assert machine.numbers[2.0] == 1 and 40 <= machine.numbers[1e-3] <= 60
+
+
+def test_a_sweep_round_costs_a_slow_layer_two_calls():
+    slow, fast = _FakeLayer(0.0), _FakeLayer(0.0)
+    slow_call = lambda: (slow(), time.sleep(0.02))  # noqa: E731 - longer than min_run_time: warm-up + one call
+    seconds = seconds_per_call({"slow": slow_call, "fast": fast}, min_run_time=0.01, device=torch.device("cpu"))
+    assert set(seconds) == {"slow", "fast"} and all(s > 0 for s in seconds.values())
+    assert slow.calls == 2 and fast.calls > 2
 
 
 def test_group_ratio_rejects_bad_groups():

@@ -61,6 +61,25 @@ def _measure_seconds(fn: Callable[[], object], number: int, device: torch.device
     return (time.perf_counter() - start) / number
 
 
+def _calls_per_round(fn: Callable[[], object], min_run_time: float, measure) -> int:
+    """Time one warm-up call and size a round from it: enough calls to last >= `min_run_time`, one when a single
+    call is longer (the warm-up's first-call costs only make the count smaller)."""
+    return max(1, math.ceil(min_run_time / max(measure(fn, 1), 1e-9)))
+
+
+def seconds_per_call(callables: Mapping[str, Callable[[], object]], *, device: torch.device, min_run_time: float = 0.05,
+                     threads: int = 1) -> dict[str, float]:
+    """One interleaved round, for supporting evidence (sweeps): every callable warmed up and sized first, then
+    each timed once over its count of calls. A multi-second layer costs two calls (time_interleaved's
+    blocked_autorange adds an estimation call)."""
+    def measure(fn, number):
+        return _measure_seconds(fn, number, device)
+
+    with set_torch_threads(threads):
+        numbers = {name: _calls_per_round(fn, min_run_time, measure) for name, fn in callables.items()}
+        return {name: measure(fn, numbers[name]) for name, fn in callables.items()}
+
+
 def decide_time_ratio(numerators: Mapping[str, Callable[[], object]], denominators: Mapping[str, Callable[[], object]],
                       *, quantity: str, budget_s: float, device: torch.device, min_run_time: float = 0.05,
                       threads: int = 1, at_least: float | None = None, at_most: float | None = None,
@@ -89,11 +108,8 @@ def decide_time_ratio(numerators: Mapping[str, Callable[[], object]], denominato
     if measure is None:
         def measure(fn, number):
             return _measure_seconds(fn, number, device)
-    numbers = {}
     with set_torch_threads(threads):
-        for name, fn in callables.items():  # warm-up call, then one timed call to size the per-round count
-            fn()
-            numbers[name] = max(1, math.ceil(min_run_time / max(measure(fn, 1), 1e-9)))
+        numbers = {name: _calls_per_round(fn, min_run_time, measure) for name, fn in callables.items()}
         times: dict[str, list[float]] = {name: [] for name in callables}
 
         def measure_round() -> tuple[float, float]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims.experiment import Outcome, RunContext, experiment, pyplot
-from reprobench.claims.experiments.eff._common import decide_time_ratio, min_estimate
-from reprobench.measure import (count_host_syncs, decide, decide_speedup, fit_exponent, peak_tensor_bytes,
-                                time_interleaved)
+from reprobench.claims.experiments.eff._common import decide_time_ratio, min_estimate, seconds_per_call
+from reprobench.measure import count_host_syncs, decide, decide_speedup, fit_exponent, peak_tensor_bytes
 from reprobench.measure.stats import MIN_R2, fit_exponent_estimate
 from reprobench.registry import get, make_generator
 
@@ -72,10 +71,10 @@ def _sweep(ctx: RunContext, sizes, quad_max):
         limit = {"Standard": quad_max, "Strided": 2 * quad_max}
         calls = {label: _forward(layer, x) for (label, _, _, quad), layer in zip(VARIANTS, layers.values())
                  if not quad or n <= limit[label]}
-        # Small sizes get >= 0.05 s of samples each (their noise is what moves crossovers); big ones one block.
-        timings = time_interleaved(calls, rounds=1, min_run_time=0.05 if n <= 2048 else 0.01, device=ctx.device)
-        for label, timing in timings.items():
-            times[label][n] = timing.median_ms
+        # Small sizes get >= 0.05 s of calls each (their noise is what moves crossovers); big ones one call.
+        seconds = seconds_per_call(calls, min_run_time=0.05 if n <= 2048 else 0.01, device=ctx.device)
+        for label, s in seconds.items():
+            times[label][n] = s * 1e3
     return times
 
 
