@@ -199,9 +199,10 @@ def _all_faster(ctx: RunContext, n: int, slower: tuple[str, ...], faster: tuple[
     note = "; ".join(f"{p.quantity}: {p.outcome}" + (f" ({p.note})" if p.note else "") for p in parts)
     if skipped:
         note += f"; not timed (the conjunction cannot hold once a part does not): {', '.join(skipped)}"
-    rounds = sum(p.extra.get("rounds", 0) for p in parts)
-    return decide(quantity, min_estimate([p.estimate for p in parts]), at_least=1.0, note=note,
-                  extra={"rounds": rounds, "parts_timed": timed})
+    extra = {"rounds": sum(p.extra.get("rounds", 0) for p in parts),
+             "seconds": round(sum(p.extra.get("seconds", 0.0) for p in parts), 3),
+             "budget_s": ctx.decision_budget_s, "parts_timed": timed}
+    return decide(quantity, min_estimate([p.estimate for p in parts]), at_least=1.0, note=note, extra=extra)
 
 
 @experiment("EFF-09")
