@@ -83,6 +83,22 @@ class Outcome:
         return None
 
 
+FLOAT64_DEVICES_MISSING = ("mps",)  # devices without float64 kernels
+
+
+def float64_unavailable(ctx: RunContext) -> str | None:
+    """Why a float64 experiment cannot run on ctx.device (its tolerances assume float64), or None."""
+    if ctx.device.type in FLOAT64_DEVICES_MISSING:
+        return f"{ctx.device.type} has no float64; this check's tolerances assume float64"
+    return None
+
+
+def not_checkable(claimed: str, rule: str, reason: str, deviations=()) -> Outcome:
+    """The outcome of an experiment that cannot run on ctx.device, with the reason as its evidence."""
+    return Outcome(verdict="not-checkable-here", claimed=claimed, measured={}, rule=rule,
+                   evidence=f"Not run on this device: {reason}.", deviations=list(deviations))
+
+
 # --- discovery -------------------------------------------------------------------------------------
 
 _EXPERIMENTS: dict[str, Callable[[RunContext], Outcome]] = {}

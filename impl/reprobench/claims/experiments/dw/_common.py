@@ -5,24 +5,11 @@ from __future__ import annotations
 import torch
 
 from reprobench.attention.dynamic_weighting import Attention
-from reprobench.claims.experiment import Outcome, RunContext
 from reprobench.registry import make_generator
 
 F64 = torch.float64
 MiB = 1024 ** 2
-FLOAT64_DEVICES_MISSING = ("mps",)  # devices without float64 kernels
-
-
-def float64_unavailable(ctx: RunContext) -> str | None:
-    """Why a float64 experiment cannot run on ctx.device (its tolerances assume float64), or None."""
-    if ctx.device.type in FLOAT64_DEVICES_MISSING:
-        return f"{ctx.device.type} has no float64; this check's tolerances assume float64"
-    return None
-
-
-def not_checkable(claimed: str, rule: str, reason: str) -> Outcome:
-    return Outcome(verdict="not-checkable-here", claimed=claimed, measured={}, rule=rule,
-                   evidence=f"Not run on this device: {reason}.")
+from reprobench.claims.experiment import float64_unavailable, not_checkable  # noqa: F401  (the family imports them from here)
 
 
 def _rel(a, b) -> float:

@@ -1,7 +1,7 @@
 """Shared by the FAM experiments: the deviations every outcome lists, and the float64 device check."""
 from __future__ import annotations
 
-from reprobench.claims.experiment import Outcome, RunContext
+from reprobench.claims.experiment import Outcome
 
 DEVIATIONS = [
     "FAM sampling draws from an explicit torch.Generator held by the optimizer (state saved in state_dict) "
@@ -11,17 +11,10 @@ DEVIATIONS = [
     "Sparse gradients raise SparseGradientError, a RuntimeError (as written) that is also a TypeError.",
 ]
 
-FLOAT64_DEVICES_MISSING = ("mps",)  # devices without float64 kernels
-
-
-def float64_unavailable(ctx: RunContext) -> str | None:
-    """Why a float64 experiment cannot run on ctx.device (its tolerances assume float64), or None."""
-    if ctx.device.type in FLOAT64_DEVICES_MISSING:
-        return f"{ctx.device.type} has no float64; this check's tolerances assume float64"
-    return None
+from reprobench.claims.experiment import float64_unavailable  # noqa: F401  (the family imports it from here)
+from reprobench.claims.experiment import not_checkable as _not_checkable
 
 
 def not_checkable(claimed: str, rule: str, reason: str) -> Outcome:
-    return Outcome(verdict="not-checkable-here", claimed=claimed, measured={}, rule=rule,
-                   evidence=f"Not run on this device: {reason}.", deviations=DEVIATIONS)
+    return _not_checkable(claimed, rule, reason, deviations=DEVIATIONS)
 

@@ -10,19 +10,12 @@ from reprobench.rotary.document import DEVIATIONS
 
 F64 = torch.float64
 HEADS, HEAD_DIM = 8, 64  # the issue's benchmark shape: 8 heads x 64
-FLOAT64_DEVICES_MISSING = ("mps",)  # devices without float64 kernels
-
-
-def float64_unavailable(ctx: RunContext) -> str | None:
-    """Why a float64 experiment cannot run on ctx.device (its tolerances assume float64), or None."""
-    if ctx.device.type in FLOAT64_DEVICES_MISSING:
-        return f"{ctx.device.type} has no float64; this check's tolerances assume float64"
-    return None
+from reprobench.claims.experiment import float64_unavailable  # noqa: F401  (the family imports it from here)
+from reprobench.claims.experiment import not_checkable as _not_checkable
 
 
 def not_checkable(claimed: str, rule: str, reason: str) -> Outcome:
-    return Outcome(verdict="not-checkable-here", claimed=claimed, measured={}, rule=rule,
-                   evidence=f"Not run on this device: {reason}.", deviations=list(DEVIATIONS))
+    return _not_checkable(claimed, rule, reason, deviations=DEVIATIONS)
 
 
 def _orthogonality(matrix: torch.Tensor) -> tuple[float, float]:
