@@ -29,6 +29,7 @@ import logging
 import os
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -409,7 +410,7 @@ def _estimate_and_run(spec: ComponentSpec, size: int, device: str, memory_fracti
     except Exception as exc:  # noqa: BLE001 - one failing case (e.g. a size it refuses) must not end the table
         log.debug("%s at %s=%d raised", spec.name, spec.size_name, size, exc_info=True)
         row = {"component": spec.name, "size": size, "error": f"{type(exc).__name__}: {exc}"}
-        _print(f"  error: {row['error']}"[:300])
+        _print(*textwrap.wrap(row["error"], 78, initial_indent="  error: ", subsequent_indent="    "))
     else:
         _print(*_row_lines(row))
     row["estimates"] = {impl: dataclasses.asdict(e) for impl, e in estimates.items()}
@@ -438,10 +439,10 @@ def run_bench(pattern: str, sizes: list[int] | None = None, device: str = "cpu",
     if not specs:
         return usage_error(f"no component matches {pattern!r}; `reprobench list` shows the registered ones")
     plan = [(spec, size) for spec in specs for size in (sizes or spec.bench_sizes)]
-    _print(f"reference vs optimized: {device}, forward under no_grad, float32 where supported, 1 thread",
+    _print(f"reference vs optimized on {device}, forward under no_grad, 1 thread",
            f"skip rules: estimated tensor peak > {memory_fraction:.0%} of available memory "
            f"({available_memory_bytes() / 2**30:.1f} GiB now),",
-           f"  or one call estimated > {max_call_seconds:g} s (timed below the size, scaled by time_exponent)",
+           f"  or one call estimated > {max_call_seconds:g} s (from smaller sizes and time_exponent)",
            COLUMNS.format("", "ms", "peak MiB", "GFLOP", "syncs", "speedup", "match"))
     rows, start, threads = [], time.perf_counter(), torch.get_num_threads()
     # Everything runs on the thread count the timings use: estimates, pair checks and counters too. With
@@ -449,7 +450,8 @@ def run_bench(pattern: str, sizes: list[int] | None = None, device: str = "cpu",
     torch.set_num_threads(DEFAULT_THREADS)
     try:
         for index, (spec, size) in enumerate(plan, 1):
-            _print(f"[{index}/{len(plan)} {_elapsed(time.perf_counter() - start)}] {spec.name} {spec.size_name}={size}")
+            _print(f"[{index}/{len(plan)} {_elapsed(time.perf_counter() - start)}] {spec.name} {spec.size_name}={size} "
+                   f"{str(bench_dtype(spec)).removeprefix('torch.')}")
             rows.append(_estimate_and_run(spec, size, device, memory_fraction, max_call_seconds))
     finally:
         torch.set_num_threads(threads)
