@@ -6,9 +6,11 @@ function that measures it, which returns an `Outcome` whose verdict comes from `
 """
 from reprobench.claims.experiment import Outcome, RunContext, experiment
 from reprobench.claims.ledger import claim
-from reprobench.measure.stats import (Decision, Estimate, decide, exact, fit_exponent_estimate, mean_interval,
-                                      median_interval, ratio_from_rounds)
+from reprobench.measure.stats import (Decision, Estimate, decide, exact, fit_exponent_estimate, max_estimate,
+                                      mean_interval, median_interval, min_estimate, proportion_estimate,
+                                      ratio_from_rounds)
 from reprobench.measure.timing import decide_speedup
 
 __all__ = ["claim", "experiment", "Outcome", "RunContext", "Decision", "Estimate", "decide", "exact",
-           "fit_exponent_estimate", "mean_interval", "median_interval", "ratio_from_rounds", "decide_speedup"]
+           "fit_exponent_estimate", "mean_interval", "median_interval", "ratio_from_rounds", "decide_speedup",
+           "proportion_estimate", "min_estimate", "max_estimate"]

@@ -134,6 +134,52 @@ def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Es
                     method=f"mean, Student-t interval (df={n - 1})")
 
 
+def proportion_estimate(successes: int, trials: int, confidence: float = CONFIDENCE) -> Estimate:
+    """successes / trials with the exact (Clopper-Pearson) binomial interval, for 0/1 outcomes of independent
+    runs (learners, seeds): a Student-t interval of 0/1 values collapses to a point when all agree."""
+    if not 0 <= successes <= trials or trials < 1:
+        raise ValueError(f"proportion_estimate: need 0 <= successes <= trials and trials >= 1, got {successes}/{trials}")
+    interval = scipy_stats.binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="exact")
+    return Estimate(point=successes / trials, low=float(interval.low), high=float(interval.high), confidence=confidence,
+                    samples=trials, method="proportion, exact (Clopper-Pearson) binomial interval")
+
+
+def min_estimate(estimates: Sequence[Estimate]) -> Estimate:
+    """The smallest of several quantities ("all of these ratios are >= 1" is "their minimum is >= 1").
+
+    min is increasing in each argument, so [min of the lows, min of the highs] covers the true minimum
+    whenever every interval covers its own quantity: by Bonferroni, with probability at least
+    1 - Σ(1 - confidence_i).
+    """
+    if not estimates:
+        raise ValueError("min_estimate: need at least one estimate")
+    if len(estimates) == 1:
+        return estimates[0]
+    confidence = max(1.0 - sum(1.0 - e.confidence for e in estimates), 1e-12)
+    return Estimate(point=min(e.point for e in estimates), low=min(e.low for e in estimates),
+                    high=min(e.high for e in estimates), confidence=confidence,
+                    samples=min(e.samples for e in estimates),
+                    method=f"minimum of {len(estimates)} estimates, Bonferroni coverage")
+
+
+def max_estimate(estimates: Sequence[Estimate]) -> Estimate:
+    """The largest of several quantities ("one of these mechanisms reaches X" is "their maximum reaches X").
+
+    max is increasing in each argument, so [max of the lows, max of the highs] covers the true maximum
+    whenever every interval covers its own quantity: by Bonferroni, with probability at least
+    1 - Σ(1 - confidence_i).
+    """
+    if not estimates:
+        raise ValueError("max_estimate: need at least one estimate")
+    if len(estimates) == 1:
+        return estimates[0]
+    confidence = max(1.0 - sum(1.0 - e.confidence for e in estimates), 1e-12)
+    return Estimate(point=max(e.point for e in estimates), low=max(e.low for e in estimates),
+                    high=max(e.high for e in estimates), confidence=confidence,
+                    samples=min(e.samples for e in estimates),
+                    method=f"maximum of {len(estimates)} estimates, Bonferroni coverage")
+
+
 def ratio_from_rounds(baseline_rounds: Sequence[float], candidate_rounds: Sequence[float],
                       confidence: float = CONFIDENCE) -> Estimate:
     """baseline / candidate from paired rounds: each round's ratio is one sample, the estimate is their
@@ -204,6 +250,17 @@ def fit_exponent_estimate(sizes: Sequence[float], values: Sequence[float], *, de
                             r_squared=r2)
     return ExponentFit(estimate=estimate, intercept=float(result.intercept), sizes=tuple(map(float, sizes)),
                        values=tuple(map(float, values)))
+
+
+def fit_exponent(sizes: Sequence[float], values: Sequence[float]) -> ExponentFit:
+    """A sweep's log-log slope and r² reported as supporting evidence (no interval, never judged): figures
+    and measured values. A judged exponent uses fit_exponent_estimate and decide(..., min_r2=MIN_R2)."""
+    fit = fit_exponent_estimate(sizes, values, deterministic=True)
+    estimate = fit.estimate
+    return ExponentFit(estimate=Estimate(point=estimate.point, low=estimate.low, high=estimate.high, confidence=1.0,
+                                         samples=estimate.samples, method="log-log least-squares slope (not judged)",
+                                         r_squared=estimate.r_squared),
+                       intercept=fit.intercept, sizes=fit.sizes, values=fit.values)
 
 
 # --- decisions --------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch.utils.benchmark.utils.common import set_torch_threads
 
-from reprobench.measure import Decision, Estimate, Timing, count_flops, fake_peak_tensor_bytes
+from reprobench.measure import Decision, Timing, count_flops, fake_peak_tensor_bytes
 from reprobench.measure import stats
+from reprobench.measure.stats import min_estimate  # noqa: F401  (the family imports it from here)
 
 HEAD_DIM = 64  # the document's examples: dim 768, 12 heads
 
@@ -128,24 +129,6 @@ def decide_time_ratio(numerators: Mapping[str, Callable[[], object]], denominato
 
     timings = {name: summarise(values) for name, values in times.items()}
     return stats.flag_noisy(decision, timings), timings
-
-
-def min_estimate(estimates: Sequence[Estimate]) -> Estimate:
-    """The smallest of several quantities ("all of these ratios are >= 1" is "their minimum is >= 1").
-
-    min is increasing in each argument, so [min of the lows, min of the highs] covers the true minimum
-    whenever every interval covers its own quantity: by Bonferroni, with probability at least
-    1 - Σ(1 - confidence_i).
-    """
-    if not estimates:
-        raise ValueError("min_estimate: need at least one estimate")
-    if len(estimates) == 1:
-        return estimates[0]
-    confidence = max(1.0 - sum(1.0 - e.confidence for e in estimates), 1e-12)
-    return Estimate(point=min(e.point for e in estimates), low=min(e.low for e in estimates),
-                    high=min(e.high for e in estimates), confidence=confidence,
-                    samples=min(e.samples for e in estimates),
-                    method=f"minimum of {len(estimates)} estimates, Bonferroni coverage")
 
 
 def draw_rule_slope(ax, sizes: Sequence[float], first_value: float, slope: float, label: str) -> None:
