@@ -22,6 +22,6 @@ torch.set_num_threads(int(os.environ.get("REPROBENCH_THREADS", "1")))
 
 def pytest_configure(config):
     """Failure messages print a rerun command with a node id; node ids are relative to rootdir."""
-    from suites.properties import checks
+    from reprobench.testing import checks
 
     checks.PYTEST_ROOTDIR = str(config.rootpath)

@@ -152,3 +152,51 @@ def test_outside_tolerance_counts_what_assert_close_would_reject():
     assert count == 1 and worst is None  # 1e-3 is inside atol; a NaN where the reference has 0.0 is not
     assert outside_tolerance(ref, moved[:4], atol=1.0, rtol=1.0) == (5, None)  # shapes differ: every element
     assert outside_tolerance((ref,), (ref, ref), atol=1.0, rtol=1.0)[0] == 15  # an extra output: every element
+
+
+def _generated_suite(source: Path, cwd: Path, *options: str):
+    """The generic property suite over the example's components, from a directory holding no tests."""
+    return run("pytest", "-v", "-p", "no:cacheprovider", "-p", "reprobench", *options, pythonpath=[source], cwd=cwd,
+               PYTEST_ADDOPTS="")
+
+
+def _outcomes(stdout: str) -> dict[str, str]:
+    """node id -> PASSED/FAILED/..., from pytest -v lines."""
+    return {line.split(" ")[0]: line.split(" ")[1] for line in stdout.splitlines()
+            if "::test_" in line and line.split(" ")[1:2] and line.split(" ")[1].isupper()}
+
+
+GENERIC = ("test_matches_reference", "test_gradients_match_reference", "test_outputs_finite",
+           "test_probabilities_normalised", "test_state_dict_shared", "test_no_host_syncs", "test_inputs_unchanged",
+           "test_bad_input_raises", "test_matches_reference_random_cases", "test_bad_input_is_handled",
+           "test_float64_build_creates_every_tensor_in_float64")
+
+
+def test_pytest_plugin_runs_the_generic_suite_and_a_broken_twin_fails_it(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    inert = _generated_suite(EXAMPLE_SRC, empty)  # not asked: the plugin adds nothing
+    # (-p reprobench names the pytest11 entry point; without it installed, pytest imports the package itself
+    # and the options below are unknown: reinstall with `pip install -e .`.)
+    assert inert.returncode == 5 and "no tests ran" in inert.stdout, inert.stdout + inert.stderr
+
+    options = ("--reprobench-components", "acme.*", "--reprobench-plugin", PLUGIN)
+    good = _generated_suite(EXAMPLE_SRC, empty, *options)
+    outcomes = _outcomes(good.stdout)
+    assert good.returncode == 0 and set(outcomes.values()) == {"PASSED"}, good.stdout[-3000:] + good.stderr
+    assert {node.split("::")[1].split("[")[0] for node in outcomes} == set(GENERIC)
+    assert all("[acme.window_attention" in node for node in outcomes)  # the pattern, not the built-ins
+    print(f"generated tests on acme.window_attention: {len(outcomes)} passed")
+
+    # The same package with an off-by-one window in its optimized twin (window + 1 keys per query).
+    broken = tmp_path / "broken"
+    shutil.copytree(EXAMPLE_SRC, broken, ignore=shutil.ignore_patterns("__pycache__"))
+    twin = broken / "acme_attention" / "window_attention.py"
+    correct = "allowed = (c > a) & (c <= a + window)"
+    assert twin.read_text().count(correct) == 1
+    twin.write_text(twin.read_text().replace(correct, "allowed = (c >= a) & (c <= a + window)"))
+    bad = _generated_suite(broken, empty, *options)
+    failed = {node.split("::")[1].split("[")[0] for node, outcome in _outcomes(bad.stdout).items() if outcome == "FAILED"}
+    assert bad.returncode == 1, bad.stdout[-3000:] + bad.stderr
+    assert {"test_matches_reference", "test_gradients_match_reference", "test_matches_reference_random_cases"} <= failed
+    assert "rerun: cd " in bad.stdout and "--reprobench-components" in bad.stdout  # the failure says how to rerun it

@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 from reprobench.attention.base import explicit_attention, sdpa_attention
 from reprobench.attention.strided import StridedAttention, strided_mask, strided_sdpa
 from reprobench.registry import Implementations, get, make_generator
-from suites.properties.checks import assert_gradients_match, assert_matches_reference
+from reprobench.testing.checks import assert_gradients_match, assert_matches_reference
 
 
 def qkv(b, h, n, d, seed, dtype=torch.float64, m=None):

@@ -3,47 +3,23 @@ both twins of every registered component, ends in a clear error or a correct res
 in both twins, as the component's InputSupport declares. Kinds that do not apply to a component (no
 integer argument to put out of range, ...) are not generated.
 
-`python -m suites.properties.bad_inputs` prints the outcome counts per kind. The judge's own tests
+`python -m reprobench.testing.bad_inputs` prints the outcome counts per kind. The judge's own tests
 at the bottom aim it at deliberately broken fake components and watch each failure get named.
 """
 from __future__ import annotations
 
-import functools
-
-import pytest
 import torch
 
 from reprobench.registry import ComponentSpec, Implementations, InputSupport, SampleInput, list_components
-from suites.properties.bad_inputs import KINDS, base_dtype, build, derive, judge
-
-
-@functools.lru_cache(maxsize=None)
-def _built(name: str):
-    spec = next(s for s in list_components() if s.name == name)
-    return spec, build(spec, base_dtype(spec))
-
-
-@functools.lru_cache(maxsize=None)
-def _applies(name: str, kind: str) -> bool:
-    spec, impls = _built(name)
-    return derive(spec, kind, impls) is not None
-
-
-def _cases():
-    return [pytest.param(spec, kind, id=f"{spec.name}-{kind}")
-            for spec in list_components() for kind in KINDS if _applies(spec.name, kind)]
-
-
-@pytest.mark.parametrize("spec,kind", _cases())
-def test_bad_input_is_handled(spec, kind):
-    outcome = judge(spec, kind)
-    assert outcome.ok, (f"{spec.name}, {kind}: {outcome.verdict}\n{outcome.detail}\n"
-                        f"rerun: python -m suites.properties.bad_inputs '{spec.name}'")
+from reprobench.testing.bad_inputs import KINDS, derive, judge
+# The test itself lives in reprobench.testing.test_components (the pytest plugin offers it to anyone's components).
+from reprobench.testing.test_components import (  # noqa: F401 - the test and its parametrizing hook
+    _bad_input_applies, pytest_generate_tests, test_bad_input_is_handled)
 
 
 def test_every_kind_applies_somewhere():
     """A kind that no component reaches tests nothing: a derivation bug would hide there."""
-    unused = [kind for kind in KINDS if not any(_applies(spec.name, kind) for spec in list_components())]
+    unused = [kind for kind in KINDS if not any(_bad_input_applies(spec.name, kind) for spec in list_components())]
     assert not unused, f"kinds derived for no component: {unused}"
 
 
@@ -128,7 +104,7 @@ def test_judge_names_a_non_empty_output_for_an_empty_batch():
 
 
 def test_judge_names_a_hang(monkeypatch):
-    import suites.properties.bad_inputs as bad_inputs
+    import reprobench.testing.bad_inputs as bad_inputs
 
     def spins(x):
         while True:  # e.g. a loop whose exit condition a NaN never meets

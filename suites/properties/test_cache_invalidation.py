@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from reprobench.registry import CACHE_MUTATIONS, CacheUse, get, list_components, make_generator
-from suites.properties.checks import as_tuple
+from reprobench.testing.checks import as_tuple
 
 SEED = 4321
 OTHER_DTYPE = {torch.float64: torch.float32, torch.float32: torch.float64}

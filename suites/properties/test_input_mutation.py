@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reprobench.registry import SampleInput
-from suites.properties.input_mutation import input_changes, input_state
+from reprobench.testing.input_mutation import input_changes, input_state
 
 
 def _sample() -> SampleInput:

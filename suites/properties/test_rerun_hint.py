@@ -24,7 +24,7 @@ TEST_MODULE = textwrap.dedent(f'''
     import torch
 
     from reprobench.registry import SampleInput
-    from suites.properties.checks import case_message
+    from reprobench.testing.checks import case_message
 
     SPEC = SimpleNamespace(name="equivariant.shared_encoder", size_name="grid")
 

@@ -15,7 +15,7 @@ of range or passed as floats). Both twins are called, and each call must end in 
 
 The twins must agree on which. What a component supports (half precision, batch 0, empty sequences,
 'meta' inputs) is declared on its spec (``ComponentSpec.input_support``); a declared case must give
-a correct result and an undeclared one a clear error. Run ``python -m suites.properties.bad_inputs``
+a correct result and an undeclared one a clear error. Run ``python -m reprobench.testing.bad_inputs``
 for the table of outcomes per kind.
 """
 from __future__ import annotations

@@ -19,8 +19,11 @@ def as_tuple(out) -> tuple[torch.Tensor, ...]:
     raise TypeError(f"component returned {type(out).__name__}; expected a Tensor or a tuple of Tensors")
 
 
-# pytest's rootdir, recorded by suites/conftest.py (pytest_configure): node ids are relative to it.
+# pytest's rootdir, recorded in pytest_configure (suites/conftest.py, or reprobench.pytest_plugin when active):
+# node ids are relative to it. RERUN_OPTIONS: options the rerun needs too (the plugin's own, when active).
 PYTEST_ROOTDIR: str | None = None
+RERUN_OPTIONS: tuple[str, ...] = ()
+RERUN_PATHS: dict[str, str] = {}  # node id of a module -> the path that reruns it (set by the plugin)
 
 
 def rerun_hint(test: str, spec: ComponentSpec, dtype: torch.dtype, size: int) -> str:
@@ -32,10 +35,12 @@ def rerun_hint(test: str, spec: ComponentSpec, dtype: torch.dtype, size: int) ->
     current = os.environ.get("PYTEST_CURRENT_TEST")  # "path::test[id] (call)"
     if current is None:
         return f"rerun: not under pytest; the case is test_{test} of {spec.name}, {dtype}, {spec.size_name}={size}"
-    command = f"{shlex.quote(sys.executable)} -m pytest {shlex.quote(current.rsplit(' ', 1)[0])}"
-    profile = os.environ.get("HYPOTHESIS_PROFILE")
-    if profile:
-        command = f"HYPOTHESIS_PROFILE={shlex.quote(profile)} {command}"
+    module, _, test_id = current.rsplit(" ", 1)[0].partition("::")
+    node = f"{RERUN_PATHS.get(module, module)}::{test_id}"
+    command = " ".join([shlex.quote(sys.executable), "-m", "pytest", shlex.quote(node), *map(shlex.quote, RERUN_OPTIONS)])
+    for variable in ("HYPOTHESIS_PROFILE", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):  # they change what runs
+        if os.environ.get(variable):
+            command = f"{variable}={shlex.quote(os.environ[variable])} {command}"
     if PYTEST_ROOTDIR is not None:
         command = f"cd {shlex.quote(PYTEST_ROOTDIR)} && {command}"
     return f"rerun: {command}"
