@@ -73,3 +73,25 @@ def test_bench_small_size(tmp_path):
     assert main(["bench", "attention.strided", "--size", "64", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert rows[0]["matches_reference"] and rows[0]["optimized_host_syncs"] == 0
+
+
+def test_verify_records_the_environment_as_the_run_starts(tmp_path, monkeypatch):
+    """A commit made while a long verify runs is not what ran: the provenance is taken before the experiments."""
+    from reprobench.claims.experiment import Outcome
+    from reprobench.measure import decide, environment
+
+    order = []
+    real = environment.fingerprint
+
+    def recording_fingerprint(device):
+        order.append("fingerprint")
+        return real(device)
+
+    def experiment(ctx):
+        order.append("experiment")
+        return Outcome(claimed="c", measured={}, rule="r", evidence="e", decisions=[decide("x", 1, at_least=0)])
+
+    monkeypatch.setattr(environment, "fingerprint", recording_fingerprint)
+    monkeypatch.setattr("reprobench.claims.runner.load_experiments", lambda: {"EFF-01": experiment})
+    assert main(["verify", "--only", "EFF-01", "--out", str(tmp_path)]) == 0
+    assert order == ["fingerprint", "experiment"]

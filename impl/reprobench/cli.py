@@ -91,6 +91,9 @@ def _verify(args) -> int:
     except ReportError as exc:
         return fail(str(exc))
 
+    # The provenance is the code and machine as the run starts: a commit made while it runs is not what ran.
+    environment = {**fingerprint(args.device), "measurement_threads": MEASURE_THREADS}
+    environment["fingerprint"] = machine_fingerprint(environment)
     scratch = scratch_figures_dir(out_dir)
     try:
         entries = _run_with_progress(ids, args, scratch, run_claims)
@@ -101,8 +104,6 @@ def _verify(args) -> int:
         remove_stale_scratch(out_dir)
         print("reprobench verify: interrupted; no report written, the last good one is unchanged", file=sys.stderr)
         return 130
-    environment = {**fingerprint(args.device), "measurement_threads": MEASURE_THREADS}
-    environment["fingerprint"] = machine_fingerprint(environment)
     generated_at = now_iso()
     run_id = f"{generated_at}-{environment['git_commit'][:8]}"
     report = build_report(entries, previous=previous if args.only else None, environment=environment,
