@@ -3,7 +3,6 @@ measured values stay JSON numbers, the float64 checks refuse a device without fl
 time-saved transform of DCAL-02 keeps its interval."""
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -11,6 +10,7 @@ import torch
 
 from reprobench.claims.experiment import RunContext, load_experiments
 from reprobench.measure import Estimate
+from tests.claim_checks import assert_plain_json, assert_rule_states_every_threshold
 
 FAST = ["DCAL-04", "DCAL-08", "DCAL-09", "DCAL-10", "DCAL-11", "DW-01", "DW-02", "DW-03", "DW-05", "DW-06",
         "EQ-03", "EQ-04", "EQ-05", "EQ-08", "EQ-10"]
@@ -22,30 +22,14 @@ def _run(claim_id, tmp_path, device="cpu"):
     return load_experiments()[claim_id](RunContext(quick=True, device=torch.device(device), figures_dir=tmp_path))
 
 
-def _spellings(value: float) -> set[str]:
-    """How a rule may write a threshold: 1e-10, 0.4, 1.28, 50%, 1."""
-    forms = {f"{value:g}", f"{value:g}".replace("e-0", "e-"), f"{value:.0e}".replace("e-0", "e-"), f"{value:.0%}"}
-    if float(value).is_integer():
-        forms.add(str(int(value)))
-    return forms
-
-
 @pytest.mark.parametrize("claim_id", FAST)
 def test_rule_states_every_decided_threshold(claim_id, tmp_path):
-    outcome = _run(claim_id, tmp_path)
-    assert outcome.decisions, f"{claim_id} judged nothing"
-    for decision in outcome.decisions:
-        bounds = decision.threshold if isinstance(decision.threshold, tuple) else (decision.threshold,)
-        for bound in bounds:
-            assert any(form in outcome.rule for form in _spellings(bound)), (
-                f"{claim_id}: the rule does not state {decision.quantity}'s threshold {bound}: {outcome.rule}")
+    assert_rule_states_every_threshold(claim_id, _run(claim_id, tmp_path))
 
 
 @pytest.mark.parametrize("claim_id", FAST)
 def test_measured_values_are_plain_json(claim_id, tmp_path):
-    measured = _run(claim_id, tmp_path).measured
-    json.dumps(measured, allow_nan=False)  # no NaN/inf, no tensors
-    assert all(v is None or isinstance(v, (bool, int, float, str)) for v in measured.values())
+    assert_plain_json(_run(claim_id, tmp_path).measured)
 
 
 @pytest.mark.parametrize("claim_id", FLOAT64)

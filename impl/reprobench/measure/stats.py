@@ -145,39 +145,28 @@ def proportion_estimate(successes: int, trials: int, confidence: float = CONFIDE
 
 
 def min_estimate(estimates: Sequence[Estimate]) -> Estimate:
-    """The smallest of several quantities ("all of these ratios are >= 1" is "their minimum is >= 1").
-
-    min is increasing in each argument, so [min of the lows, min of the highs] covers the true minimum
-    whenever every interval covers its own quantity: by Bonferroni, with probability at least
-    1 - Σ(1 - confidence_i).
-    """
-    if not estimates:
-        raise ValueError("min_estimate: need at least one estimate")
-    if len(estimates) == 1:
-        return estimates[0]
-    confidence = max(1.0 - sum(1.0 - e.confidence for e in estimates), 1e-12)
-    return Estimate(point=min(e.point for e in estimates), low=min(e.low for e in estimates),
-                    high=min(e.high for e in estimates), confidence=confidence,
-                    samples=min(e.samples for e in estimates),
-                    method=f"minimum of {len(estimates)} estimates, Bonferroni coverage")
+    """The smallest of several quantities ("all of these ratios are >= 1" is "their minimum is >= 1")."""
+    return _extreme(estimates, min, "minimum")
 
 
 def max_estimate(estimates: Sequence[Estimate]) -> Estimate:
-    """The largest of several quantities ("one of these mechanisms reaches X" is "their maximum reaches X").
+    """The largest of several quantities ("one of these mechanisms reaches X" is "their maximum reaches X")."""
+    return _extreme(estimates, max, "maximum")
 
-    max is increasing in each argument, so [max of the lows, max of the highs] covers the true maximum
-    whenever every interval covers its own quantity: by Bonferroni, with probability at least
-    1 - Σ(1 - confidence_i).
-    """
+
+def _extreme(estimates: Sequence[Estimate], pick, name: str) -> Estimate:
+    """min and max are increasing in each argument, so [pick of the lows, pick of the highs] covers the true
+    extreme whenever every interval covers its own quantity: by Bonferroni, with probability at least
+    1 - Σ(1 - confidence_i)."""
     if not estimates:
-        raise ValueError("max_estimate: need at least one estimate")
+        raise ValueError(f"{'min' if pick is min else 'max'}_estimate: need at least one estimate")
     if len(estimates) == 1:
         return estimates[0]
     confidence = max(1.0 - sum(1.0 - e.confidence for e in estimates), 1e-12)
-    return Estimate(point=max(e.point for e in estimates), low=max(e.low for e in estimates),
-                    high=max(e.high for e in estimates), confidence=confidence,
+    return Estimate(point=pick(e.point for e in estimates), low=pick(e.low for e in estimates),
+                    high=pick(e.high for e in estimates), confidence=confidence,
                     samples=min(e.samples for e in estimates),
-                    method=f"maximum of {len(estimates)} estimates, Bonferroni coverage")
+                    method=f"{name} of {len(estimates)} estimates, Bonferroni coverage")
 
 
 def ratio_from_rounds(baseline_rounds: Sequence[float], candidate_rounds: Sequence[float],
