@@ -232,7 +232,9 @@ def fake_case_peak_bytes(name: str, size: int, implementation: str, device: str 
 
 
 @dataclasses.dataclass(frozen=True)
-class Estimate:
+class CostEstimate:
+    """What one forward of a case is expected to cost, before it runs (not a statistics Estimate)."""
+
     peak_bytes: int  # tensor peak of one forward plus its inputs
     peak_method: str  # "FakeTensorMode" or how it was extrapolated
     call_seconds: float | None  # one forward call, 1 thread; None: not timed, the peak already rules it out
@@ -299,13 +301,13 @@ def _synchronize(device: str) -> None:
 
 
 def estimate_case(name: str, size: int, implementation: str, device: str = "cpu", *,
-                  budget_bytes: float = float("inf")) -> Estimate:
+                  budget_bytes: float = float("inf")) -> CostEstimate:
     """Both estimates of the module docstring; the time one only when the peak fits in budget_bytes, as
     its probes run for real."""
     peak_bytes, method = estimate_peak_bytes(name, size, implementation, device)
     if peak_bytes > budget_bytes:
-        return Estimate(peak_bytes, method, None, None)
-    return Estimate(peak_bytes, method, *estimate_call_seconds(name, size, implementation, device))
+        return CostEstimate(peak_bytes, method, None, None)
+    return CostEstimate(peak_bytes, method, *estimate_call_seconds(name, size, implementation, device))
 
 
 def memory_reason(peak_bytes: int, *, available_bytes: int, memory_fraction: float = MEMORY_FRACTION) -> str | None:
@@ -316,7 +318,7 @@ def memory_reason(peak_bytes: int, *, available_bytes: int, memory_fraction: flo
     return None
 
 
-def skip_reason(estimate: Estimate, *, available_bytes: int, memory_fraction: float = MEMORY_FRACTION,
+def skip_reason(estimate: CostEstimate, *, available_bytes: int, memory_fraction: float = MEMORY_FRACTION,
                 max_call_seconds: float = MAX_CALL_SECONDS) -> str | None:
     """Why an implementation must not run (None: it may), by the module docstring's two rules."""
     if why := memory_reason(estimate.peak_bytes, available_bytes=available_bytes, memory_fraction=memory_fraction):
@@ -358,7 +360,7 @@ def _print(*lines: str) -> None:
     print(*lines, sep="\n", flush=True)  # flushed: a log or pipe shows each row as it completes
 
 
-def _run_case(spec: ComponentSpec, size: int, device: str, estimates: dict[str, Estimate],
+def _run_case(spec: ComponentSpec, size: int, device: str, estimates: dict[str, CostEstimate],
               skipped: dict[str, str | None]) -> dict:
     """Time and measure the implementations not skipped; the pair check only when both run."""
     from reprobench.measure import time_interleaved
