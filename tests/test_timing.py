@@ -52,3 +52,15 @@ def test_rejects_empty_or_zero_rounds():
         time_interleaved({"a": lambda: None}, rounds=0)
     with pytest.raises(ValueError, match="callables is empty"):
         time_interleaved({})
+
+
+def test_decide_speedup_runs_before_round_once_per_round_untimed(monkeypatch):
+    from reprobench.measure.timing import decide_speedup
+
+    monkeypatch.setattr(timing.benchmark, "Timer", _FakeTimer)
+    calls = []
+    base, cand = _scripted([2.0] * 40), _scripted([1.0] * 40)  # warm-up calls do not consume costs
+    decision, _ = decide_speedup(base, cand, quantity="s", at_least=1.5, budget_s=60,
+                                 before_round=lambda: calls.append(len(base.costs)))
+    assert decision.outcome == "holds" and decision.extra["rounds"] == 7
+    assert calls == [40 - i for i in range(7)]  # once before each paired round (the baseline has run i rounds)

@@ -105,11 +105,16 @@ def decide_speedup(baseline: Callable[[], Any], candidate: Callable[[], Any], *,
                    at_least: float | None = None, at_most: float | None = None,
                    between: tuple[float, float] | None = None, threads: int = DEFAULT_THREADS,
                    min_run_time: float = 0.05, budget_s: float = 30.0, device: torch.device | str | None = None,
-                   confidence: float | None = None):
+                   confidence: float | None = None, before_round: Callable[[], Any] | None = None):
     """Decide a speedup (baseline time / candidate time) under uncertainty: paired rounds, each one
     blocked_autorange of the baseline then of the candidate, sampled until the interval clears the rule
     or the budget is spent (stats.sample_ratio_until_decided). Returns (Decision, Comparison); the
-    decision notes any timing whose IQR exceeds 10% of its median."""
+    decision notes any timing whose IQR exceeds 10% of its median.
+
+    `before_round()`, when given, runs before every round (untimed): use it to re-create the inputs the two
+    callables read, so that rounds sample what one run would otherwise fix once — where the allocator places
+    the inputs can move a kernel's time by 15% (EFF-01), and an interval over rounds that share one placement
+    describes that placement, not the claim."""
     from reprobench.measure import stats
 
     device = torch.device(device) if device is not None else None
@@ -125,6 +130,8 @@ def decide_speedup(baseline: Callable[[], Any], candidate: Callable[[], Any], *,
         return statistics.median(times)
 
     def measure_round() -> tuple[float, float]:
+        if before_round is not None:
+            before_round()
         return one(baseline, "baseline"), one(candidate, "candidate")
 
     decision, rounds = stats.sample_ratio_until_decided(
