@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef
@@ -75,6 +75,12 @@ class PeakMemory:
     peak_bytes: int  # highest sum of live bytes of storages created during the call
     retained_bytes: int  # bytes still alive when the call returned (outputs, saved state)
 
+    @property
+    def overhead_bytes(self) -> int:
+        """The peak minus what the call left alive (its outputs, gradients, new state): the working memory a
+        README means by "memory overhead". Inputs are never counted, as they existed before the call."""
+        return self.peak_bytes - self.retained_bytes
+
 
 def peak_tensor_bytes(fn: Callable[[], Any]) -> PeakMemory:
     """Run ``fn()`` under the storage tracker and return its peak live tensor bytes."""
@@ -99,6 +105,21 @@ def fake_peak_tensor_bytes(make_call: Callable[[], Callable[[], Any]]) -> PeakMe
     with FakeTensorMode(allow_non_fake_inputs=False):
         call = make_call()
         return peak_tensor_bytes(call)
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of the tensors an optimizer keeps in ``optimizer.state`` (moments, step counters, ...), each
+    storage counted once: what its state_dict saves per parameter, and what "half of AdamW's state" means."""
+    if not isinstance(getattr(optimizer, "state", None), Mapping):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer (with a .state mapping), got "
+                        f"{type(optimizer).__name__}")
+    storages: dict[int, int] = {}
+    for state in optimizer.state.values():
+        for value in tree_flatten(state)[0]:
+            if isinstance(value, torch.Tensor):
+                storage = value.untyped_storage()
+                storages[StorageTracker._key(storage)] = storage.nbytes()
+    return sum(storages.values())
 
 
 def allocator_peak_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu") -> int:
