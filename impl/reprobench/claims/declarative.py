@@ -107,6 +107,42 @@ def _baseline(value, _ctx=None) -> str:
     return "reference" if value == "reference" else _component(value)
 
 
+def _choice(options: tuple[str, ...]) -> Callable:
+    def check(value, _ctx=None) -> str:
+        if value not in options:
+            raise ValueError(f"expected one of {options}, got {value!r}")
+        return value
+    return check
+
+
+def _bool(value, _ctx=None) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _table(value, _ctx=None) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a table, got {value!r}")
+    return value  # its entries are checked against the component (kinds_config)
+
+
+def _optimizer(value, _ctx=None) -> str:
+    if value in TORCH_OPTIMIZERS:
+        return value
+    try:
+        return _component(value)
+    except ValueError as exc:
+        raise ValueError(f"expected one of {TORCH_OPTIMIZERS} (torch.optim) or a registered optimizer component; {exc}") from None
+
+
+# What a claim measures (`call`); see kinds_setup.py for each.
+CALLS = ("forward", "forward_backward", "train_step", "optimizer_step")
+LOSSES = ("sum", "mean")  # the scalar a backward call starts from: the sum or the mean of the outputs
+TORCH_OPTIMIZERS = ("sgd", "adam", "adamw")  # train_step's optimizer, unless a registered optimizer component
+MEASURES = ("peak", "overhead", "optimizer_state")  # what a memory kind reads (kinds_counted.py)
+
+
 @dataclass(frozen=True)
 class Kind:
     """What one kind of claim measures: its required and optional fields with their checks."""
@@ -114,23 +150,35 @@ class Kind:
     required: dict[str, Callable]
     optional: dict[str, Callable] = field(default_factory=dict)
     summary: str = ""  # one line for the README and error messages
+    ratio: bool = False  # a ratio: needs `baseline = "reference"` or `against = "<component>"`
 
 
+_CALL = {"call": _choice(CALLS), "loss": _choice(LOSSES), "optimizer": _optimizer, "steps": _size,
+         "config": _table, "config_per_size": _table}
+_AGAINST = {"baseline": _baseline, "baseline_implementation": _implementation, "against": _component,
+            "against_implementation": _implementation, "same_output": _bool}
+_TIMED = {"fresh_inputs": _bool}
+_MEMORY = {"measure": _choice(MEASURES)}
 _SWEEP = {"component": _component, "implementation": _implementation, "sizes": _sizes(2), "at_most": _positive}
-_SWEEP_OPTIONAL = {"quick_sizes": _sizes(2)}
-_RATIO = {"component": _component, "baseline": _baseline, "size": _size, "at_least": _positive}
-_RATIO_OPTIONAL = {"baseline_implementation": _implementation, "quick_size": _size}
+_SWEEP_OPTIONAL = {"quick_sizes": _sizes(2), **_CALL}
+_RATIO = {"component": _component, "size": _size, "at_least": _positive}
+_RATIO_OPTIONAL = {"quick_size": _size, **_AGAINST, **_CALL}
 
 KINDS: dict[str, Kind] = {
-    "speedup": Kind(_RATIO, _RATIO_OPTIONAL, "baseline time / optimized time at `size`, timed in paired rounds"),
-    "time_exponent": Kind(_SWEEP, _SWEEP_OPTIONAL, "log-log slope of time over `sizes` (repeated rounds)"),
-    "memory_exponent": Kind(_SWEEP, _SWEEP_OPTIONAL, "log-log slope of peak tensor bytes over `sizes`"),
+    "speedup": Kind(_RATIO, {**_RATIO_OPTIONAL, **_TIMED},
+                    "baseline time / optimized time at `size`, timed in paired rounds", ratio=True),
+    "time_exponent": Kind(_SWEEP, {**_SWEEP_OPTIONAL, **_TIMED}, "log-log slope of time over `sizes` (repeated rounds)"),
+    "memory_exponent": Kind(_SWEEP, {**_SWEEP_OPTIONAL, **_MEMORY}, "log-log slope of tensor bytes over `sizes`"),
     "flops_exponent": Kind(_SWEEP, _SWEEP_OPTIONAL, "log-log slope of FLOPs over `sizes`"),
     "peak_memory": Kind({"component": _component, "implementation": _implementation, "size": _size,
-                         "at_most_mib": _positive}, {"quick_size": _size}, "peak tensor MiB of one forward at `size`"),
-    "flops_ratio": Kind(_RATIO, _RATIO_OPTIONAL, "baseline FLOPs / optimized FLOPs at `size`"),
+                         "at_most_mib": _positive}, {"quick_size": _size, **_CALL, **_MEMORY},
+                        "tensor MiB of one call at `size`"),
+    "memory_ratio": Kind(_RATIO, {**_RATIO_OPTIONAL, **_MEMORY}, "baseline tensor bytes / optimized tensor bytes",
+                         ratio=True),
+    "flops_ratio": Kind(_RATIO, _RATIO_OPTIONAL, "baseline FLOPs / optimized FLOPs at `size`", ratio=True),
     "matches_reference": Kind({"component": _component, "sizes": _sizes(1)},
-                              {"atol": _non_negative, "rtol": _non_negative, "quick_sizes": _sizes(1)},
+                              {"atol": _non_negative, "rtol": _non_negative, "quick_sizes": _sizes(1),
+                               "config": _table, "config_per_size": _table},
                               "optimized == reference within atol + rtol * |reference| at every size"),
 }
 COMMON = {"id": _string, "text": _string, "source": _string, "kind": _string}
@@ -212,11 +260,60 @@ def _parse_table(path: Path, index: int, table: dict) -> DeclaredClaim:
             fields[name] = check(table[name])
         except ValueError as exc:
             raise error(name, str(exc)) from None
-    if fields.get("baseline") == fields.get("component"):
-        raise error("baseline", f"the component itself; use \"reference\" to compare it with its own reference")
+    if kind.ratio:
+        _normalise_against(fields, error)
+    _check_together(fields, error)
     _check_id_format(common["id"], error)
     return DeclaredClaim(id=common["id"], text=common["text"], source=common["source"], kind=common["kind"],
                          fields=fields, origin=f"{path}: {label}")
+
+
+def _normalise_against(fields: dict, error) -> None:
+    """One spelling for the ratio's baseline: no `against` means the component's own reference; `baseline` (the
+    older field) naming a component is `against`."""
+    if "baseline" in fields and "against" in fields:
+        raise error("against", "give either baseline or against, not both")
+    baseline = fields.pop("baseline", None)
+    if baseline is None and "against" not in fields:
+        raise error("against", 'missing: name what the ratio is against, `against = "<component>"` (another registered '
+                               'component) or `baseline = "reference"` (the component\'s own reference)')
+    if baseline not in (None, "reference"):
+        fields["against"] = baseline
+    if "baseline_implementation" in fields:
+        if "against_implementation" in fields:
+            raise error("baseline_implementation", "give either baseline_implementation or against_implementation")
+        fields["against_implementation"] = fields.pop("baseline_implementation")
+    if fields.get("against") == fields["component"]:
+        raise error("against", 'the component itself; use baseline = "reference" to compare it with its own reference')
+    for name in ("against_implementation", "same_output"):
+        if name in fields and "against" not in fields:
+            raise error(name, "only with `against` (the component's optimized twin is always checked against its own "
+                              "reference)")
+
+
+def _check_together(fields: dict, error) -> None:
+    """Fields that only mean something beside others, and the component's config keys."""
+    from reprobench.claims.kinds_config import ConfigFieldError, check_config, check_config_per_size
+
+    call = fields.get("call", "forward")
+    if "loss" in fields and call not in ("forward_backward", "train_step"):
+        raise error("loss", f"only with call = \"forward_backward\" or \"train_step\" (call is {call!r})")
+    if "optimizer" in fields and call != "train_step":
+        raise error("optimizer", f"only with call = \"train_step\" (call is {call!r})")
+    if fields.get("measure") == "optimizer_state" and call not in ("train_step", "optimizer_step"):
+        raise error("measure", f"\"optimizer_state\" needs call = \"optimizer_step\" or \"train_step\" (call is {call!r})")
+    if "steps" in fields and call not in ("train_step", "optimizer_step"):
+        raise error("steps", f"only with call = \"optimizer_step\" or \"train_step\" (call is {call!r})")
+    try:
+        if "config" in fields:
+            fields["config"] = check_config(fields["config"], fields["component"])
+        if "config_per_size" in fields:
+            fields["config_per_size"] = check_config_per_size(fields["config_per_size"], fields["component"])
+    except ConfigFieldError as exc:
+        raise error(exc.field, exc.problem) from None
+    both = sorted(set(fields.get("config", {})) & set(fields.get("config_per_size", {})))
+    if both:
+        raise error(f"config_per_size.{both[0]}", "also set in `config`; give it one value or one rule")
 
 
 def _check_id_format(claim_id: str, error) -> None:
