@@ -23,8 +23,9 @@ import torch
 
 FAMILIES = ("attention", "rotary", "regularizers", "optim", "equivariant", "models")
 
-# Names of the generic property tests; ExpectedFailure.test must be one of them, so a typo
-# fails at registration instead of silently never applying.
+# Names of the generic property tests (reprobench.testing.test_components, without `test_`);
+# ExpectedFailure.test and ComponentSpec.test_tolerances must name one of them, so a typo fails at
+# registration instead of silently never applying.
 GENERIC_TESTS = (
     "matches_reference",
     "gradients_match_reference",
@@ -34,13 +35,35 @@ GENERIC_TESTS = (
     "state_dict_shared",
     "no_host_syncs",
     "inputs_unchanged",
+    "matches_reference_random_cases",
+    "bad_input_is_handled",
+    "float64_build_creates_every_tensor_in_float64",
 )
+# The tests that compare against a tolerance, so the ones ComponentSpec.test_tolerances may loosen.
+TOLERANCE_TESTS = ("matches_reference", "gradients_match_reference", "matches_reference_random_cases",
+                   "probabilities_normalised", "bad_input_is_handled")
+# The bad calls the derived bad-input suite (reprobench.testing.bad_inputs) makes from a valid sample;
+# ExpectedFailure(test="bad_input_is_handled", kind=...) names one of them.
+BAD_INPUT_KINDS = ("rank_minus", "rank_plus", "wrong_feature_dim", "int_dtype", "float16", "bfloat16",
+                   "empty_sequence", "batch_zero", "nan", "inf", "non_contiguous", "meta_device", "mixed_dtypes",
+                   "bool_as_int", "second_arg_shape", "index_out_of_range", "float_index")
 
 
 @dataclass(frozen=True)
 class Tolerance:
     atol: float  # absolute tolerance of torch.testing.assert_close
     rtol: float  # relative tolerance of torch.testing.assert_close
+    # Why this tolerance: required in ComponentSpec.test_tolerances, and for a plugin's tolerance looser
+    # than DEFAULT_TOLERANCES (e.g. "the package adds eps=1e-8 inside the norm").
+    reason: str = ""
+
+    def __post_init__(self):
+        for name in ("atol", "rtol"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"Tolerance.{name}={value!r}: expected a number >= 0")
+        if not isinstance(self.reason, str):
+            raise TypeError(f"Tolerance.reason: expected a string, got {type(self.reason).__name__}")
 
 
 @dataclass
@@ -68,9 +91,17 @@ class ErrorInput:
     """A bad call paired with the exception it must raise and a regex the message must match."""
 
     sample: SampleInput  # the bad call
-    error_type: type  # ValueError or TypeError
+    error_type: type  # ValueError or TypeError (or a subclass): what a checked argument raises
     match: str  # regex that must occur in the message, normally the argument's name
     config: Mapping[str, Any] | None = None  # when set, the error is raised by build(config) itself
+
+    def __post_init__(self):
+        # A RuntimeError or AssertionError is what torch (or an `assert`) raises when nothing checked the
+        # argument: declaring it as the expected error would make the missing check pass.
+        if not (isinstance(self.error_type, type) and issubclass(self.error_type, (ValueError, TypeError))):
+            raise TypeError(f"ErrorInput {self.sample.name or 'sample'}: error_type={self.error_type!r} is not allowed; "
+                            "bad input must raise ValueError or TypeError (or a subclass) naming the argument, so "
+                            "check the argument in the component and raise one of those")
 
 
 @dataclass
@@ -90,16 +121,31 @@ class Implementations:
 
 @dataclass(frozen=True)
 class ExpectedFailure:
-    """A generic test the component fails on purpose (a documented defect the reference reproduces)."""
+    """A generic test the component fails on purpose (a documented defect, or one of the package under
+    test that is known and reported). Strict: a case that starts passing fails, saying to remove this."""
 
     test: str  # one of GENERIC_TESTS
-    reason: str  # why: the defect, with the claim ID that records it
+    reason: str  # why: the defect, with the claim ID or upstream issue that records it
+    kind: str | None = None  # bad_input_is_handled only: one of BAD_INPUT_KINDS (None: every kind)
+    dtype: torch.dtype | None = None  # only the cases in this dtype (None: every dtype)
 
     def __post_init__(self):
         if self.test not in GENERIC_TESTS:
             raise ValueError(f"ExpectedFailure.test={self.test!r} is not a generic test; choose one of {GENERIC_TESTS}")
-        if not self.reason.strip():
-            raise ValueError("ExpectedFailure.reason is empty: say which defect makes the test fail")
+        if not isinstance(self.reason, str) or not self.reason.strip():
+            raise ValueError(f"ExpectedFailure({self.test!r}).reason is empty: say which defect makes the test fail")
+        if self.kind is not None and self.test != "bad_input_is_handled":
+            raise ValueError(f"ExpectedFailure({self.test!r}, kind={self.kind!r}): kind applies to "
+                             "test='bad_input_is_handled' only; drop kind or change the test")
+        if self.kind is not None and self.kind not in BAD_INPUT_KINDS:
+            raise ValueError(f"ExpectedFailure.kind={self.kind!r} is not a bad-input kind; choose one of {BAD_INPUT_KINDS}")
+        if self.dtype is not None and not isinstance(self.dtype, torch.dtype):
+            raise TypeError(f"ExpectedFailure.dtype={self.dtype!r}: expected a torch.dtype such as torch.float32")
+
+    def applies(self, test: str, dtype: torch.dtype | None = None, kind: str | None = None) -> bool:
+        """Whether this declaration covers the case (test, dtype, kind)."""
+        return (self.test == test and (self.dtype is None or dtype is None or self.dtype == dtype)
+                and (self.kind is None or self.kind == kind))
 
 
 @dataclass(frozen=True)
@@ -112,6 +158,16 @@ class InputSupport:
     empty_batch: bool = False  # batch 0 gives an empty output, as torch layers do
     empty_sequence: bool = False  # a zero-length sequence (dim -2) gives an empty output
     meta_device: bool = False  # 'meta' inputs give 'meta' outputs of the right shape (no parameters elsewhere)
+    reason: str = ""  # why it accepts these (required of a plugin that declares any)
+
+    def __post_init__(self):
+        for dtype in self.low_precision:
+            if dtype not in (torch.float16, torch.bfloat16):
+                raise ValueError(f"InputSupport.low_precision holds {dtype!r}; expected torch.float16 and/or "
+                                 "torch.bfloat16 (the dtypes the component is tested in are ComponentSpec.tolerances' keys)")
+
+    def declares_any(self) -> bool:
+        return bool(self.low_precision) or self.empty_batch or self.empty_sequence or self.meta_device
 
 
 # What suites/properties/test_cache_invalidation.py does to a cached component between two calls;
@@ -162,6 +218,10 @@ class ComponentSpec:
     # None means sample_inputs already fits both configs. Use spec.inputs(..., bench=True).
     bench_inputs: Callable[[int, torch.device, torch.dtype, torch.Generator], list[SampleInput]] | None = None
     tolerances: Mapping[torch.dtype, Tolerance] = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
+    # Per test and dtype, a tolerance other than the dtype's, each with its reason, e.g.
+    # {"gradients_match_reference": {torch.float64: Tolerance(1e-7, 1e-6, reason="eps=1e-8 in the norm")}}.
+    # Used as given (the gradient check otherwise allows 10x the dtype's tolerance).
+    test_tolerances: Mapping[str, Mapping[torch.dtype, Tolerance]] = field(default_factory=dict)
     supports_backward: bool = True  # gradients of reference and optimized are compared
     # Expected log-log exponents in `size` of time and peak tensor bytes, per implementation,
     # e.g. {"reference": 2.0, "optimized": 1.0}; None where the document states nothing.
@@ -195,9 +255,30 @@ class ComponentSpec:
             raise ValueError(f"{self.name}: tolerances is empty; give at least one dtype")
         if not self.test_sizes or not self.bench_sizes:
             raise ValueError(f"{self.name}: test_sizes and bench_sizes must not be empty")
+        for test, per_dtype in self.test_tolerances.items():
+            if test not in TOLERANCE_TESTS:
+                raise ValueError(f"{self.name}: test_tolerances names {test!r}; the tests with a tolerance are "
+                                 f"{TOLERANCE_TESTS}")
+            for dtype, tol in per_dtype.items():
+                if not isinstance(tol, Tolerance) or not tol.reason.strip():
+                    raise ValueError(f"{self.name}: test_tolerances[{test!r}][{dtype}] needs a Tolerance(atol, rtol, "
+                                     "reason=...) whose reason says why this test needs it")
+        for xf in self.expected_failures:
+            if not isinstance(xf, ExpectedFailure):
+                raise TypeError(f"{self.name}: expected_failures holds {xf!r}; expected ExpectedFailure(test, reason)")
+            if xf.dtype is not None and xf.dtype not in self.tolerances and xf.test != "bad_input_is_handled":
+                raise ValueError(f"{self.name}: ExpectedFailure({xf.test!r}, dtype={xf.dtype}) names a dtype the "
+                                 f"component is not tested in; its dtypes are {tuple(self.tolerances)}")
 
-    def expected_failure(self, test: str) -> ExpectedFailure | None:
-        return next((xf for xf in self.expected_failures if xf.test == test), None)
+    def expected_failure(self, test: str, *, dtype: torch.dtype | None = None,
+                         kind: str | None = None) -> ExpectedFailure | None:
+        """The declaration covering this case (a test, optionally one dtype and one bad-input kind), if any."""
+        return next((xf for xf in self.expected_failures if xf.applies(test, dtype, kind)), None)
+
+    def tolerance(self, dtype: torch.dtype, test: str | None = None) -> Tolerance | None:
+        """The tolerance of `test` in `dtype`: test_tolerances where declared, else the dtype's (None if neither)."""
+        declared = self.test_tolerances.get(test, {}).get(dtype) if test is not None else None
+        return declared if declared is not None else self.tolerances.get(dtype)
 
     def inputs(self, size: int, device, dtype, generator, *, bench: bool = False) -> list[SampleInput]:
         """Samples for `size`: bench_inputs for the bench config where given, else sample_inputs."""
@@ -218,12 +299,32 @@ def register(spec: ComponentSpec) -> ComponentSpec:
     if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
         raise ValueError(f"component {spec.name!r} is registered twice: by {_origin(spec)} and by "
                          f"{_origin(_REGISTRY[spec.name])}; give one of them another name")
+    if not is_builtin(spec):
+        _check_plugin_reasons(spec)
     _REGISTRY[spec.name] = spec
     return spec
 
 
 def _origin(spec: ComponentSpec) -> str:
     return getattr(spec.build, "__module__", None) or "?"
+
+
+def is_builtin(spec: ComponentSpec) -> bool:
+    """Registered by reprobench's own component modules (reprobench.<family>.*), not by a plugin."""
+    return any(_origin(spec).startswith(f"reprobench.{family}.") for family in FAMILIES)
+
+
+def _check_plugin_reasons(spec: ComponentSpec) -> None:
+    """A plugin states why it departs from the defaults: what it accepts, and any looser tolerance."""
+    if spec.input_support.declares_any() and not spec.input_support.reason.strip():
+        raise ValueError(f"{spec.name}: InputSupport declares what the component accepts but gives no reason; add "
+                         "reason='...' saying why (e.g. 'the package documents float16 support')")
+    for dtype, tol in spec.tolerances.items():
+        default = DEFAULT_TOLERANCES.get(dtype)
+        looser = default is None or tol.atol > default.atol or tol.rtol > default.rtol
+        if looser and not tol.reason.strip():
+            raise ValueError(f"{spec.name}: tolerances[{dtype}] = Tolerance(atol={tol.atol}, rtol={tol.rtol}) is looser "
+                             f"than the default {default} but gives no reason; add reason='...' saying why")
 
 
 def load_all() -> None:

@@ -8,8 +8,11 @@ at the bottom aim it at deliberately broken fake components and watch each failu
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
+import reprobench.testing.bad_inputs as bad_inputs
 from reprobench.registry import ComponentSpec, Implementations, InputSupport, SampleInput, list_components
 from reprobench.testing.bad_inputs import KINDS, derive, judge
 # The test itself lives in reprobench.testing.test_components (the pytest plugin offers it to anyone's components).
@@ -80,7 +83,45 @@ def test_judge_names_a_declared_case_that_is_rejected():
 def test_judge_names_twins_that_disagree_on_acceptance():
     def lenient(x):
         return x * 2.0
-    assert judge(_fake(good, lenient), "rank_plus").verdict == "twins disagree"
+    outcome = judge(_fake(good, lenient), "rank_plus")
+    assert outcome.verdict == "twins disagree on raising" and outcome.tier == "hygiene", outcome
+
+
+def test_judge_compares_the_optimized_twin_not_the_reference_with_itself():
+    """Both twins accept a valid input in another layout and return different numbers: a wrong answer,
+    so a correctness failure even for a plugin (a judge that compared the reference with itself, or ran the
+    reference twice, would call it a correct result)."""
+    def off(x):
+        return good(x) * 1.5
+    outcome = judge(_fake(good, off), "non_contiguous")
+    assert outcome.verdict == "twins disagree" and outcome.tier == "correctness", outcome
+
+
+def test_judge_names_an_error_raised_by_torchs_own_python_code():
+    """torch/nn/functional.py raises a ValueError that names `input` and says 'must': torch's check, not the
+    component's, because the raising frame lies under the torch package directory (TORCH_DIR)."""
+    def resize(input):
+        if not isinstance(input, torch.Tensor) or input.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"input: expected a float32 or float64 tensor, got {input}")
+        return torch.nn.functional.interpolate(input, size=(8,))  # 3-D only: a 4-D input fails in torch's Python
+
+    outcome = judge(_fake(resize, resize), "rank_plus")
+    assert outcome.verdict == "error from inside torch", outcome
+    assert "functional" not in str(bad_inputs.TORCH_DIR) and bad_inputs.TORCH_DIR.endswith(os.sep)
+
+
+def test_tiers_declared_inputs_are_correctness_undeclared_ones_hygiene():
+    def lenient(x):
+        return x * 2.0
+    undeclared = judge(_fake(lenient, lenient), "batch_zero")
+    assert (undeclared.verdict, undeclared.tier) == ("accepted an unsupported input", "hygiene"), undeclared
+    declared = judge(_fake(good, good, InputSupport(empty_batch=True, reason="test")), "batch_zero")
+    assert (declared.verdict, declared.tier) == ("rejected a supported input", "correctness"), declared
+
+    def crashes(x):
+        return torch.cat([x, torch.zeros(3, 3, dtype=x.dtype)])
+    inside = judge(_fake(good, crashes), "rank_plus")
+    assert (inside.verdict, inside.tier) == ("error from inside torch", "hygiene"), inside
 
 
 def test_judge_names_a_nan_one_twin_swallows():

@@ -17,11 +17,18 @@ The twins must agree on which. What a component supports (half precision, batch 
 'meta' inputs) is declared on its spec (``ComponentSpec.input_support``); a declared case must give
 a correct result and an undeclared one a clear error. Run ``python -m reprobench.testing.bad_inputs``
 for the table of outcomes per kind.
+
+Each outcome has a tier. *Correctness*: a call the component declares it accepts (InputSupport), or a
+valid input in another layout (non_contiguous), that did not give a correct result; and a wrong number
+from such a call. *Hygiene*: how an undeclared input was handled (an error from inside torch, an
+unsupported input accepted, twins that disagree on raising). The generated suite fails on both for
+reprobench's own components; a plugin's hygiene outcomes are findings (reprobench.testing.hygiene).
 """
 from __future__ import annotations
 
 import dis
 import inspect
+import os
 import re
 import signal
 from contextlib import contextmanager
@@ -30,18 +37,22 @@ from pathlib import Path
 
 import torch
 
-from reprobench.registry import ComponentSpec, Implementations, SampleInput, Tolerance, make_generator
+from reprobench.registry import BAD_INPUT_KINDS, ComponentSpec, Implementations, SampleInput, Tolerance, make_generator
 
 SEED = 1234
 HANG_SECONDS = 60  # a call still running after this long is a hang (a stuck loop), not slowness
-KINDS = ("rank_minus", "rank_plus", "wrong_feature_dim", "int_dtype", "float16", "bfloat16", "empty_sequence",
-         "batch_zero", "nan", "inf", "non_contiguous", "meta_device", "mixed_dtypes",
-         "bool_as_int", "second_arg_shape", "index_out_of_range", "float_index")
+KINDS = BAD_INPUT_KINDS
 OK = ("clear error", "correct result")
+# Kinds whose call is a valid input in another form: every tensor function must accept it correctly.
+VALID_INPUT_KINDS = ("non_contiguous",)
+# Verdicts that mean both twins returned and a number is wrong (as opposed to how an input was rejected).
+WRONG_NUMBERS = ("twins disagree", "wrong result")
 # Twins computing in half precision agree to a few ulps of the format, not to float32's tolerance.
 LOW_PRECISION_TOLERANCES = {torch.float16: Tolerance(atol=1e-2, rtol=1e-2),
                             torch.bfloat16: Tolerance(atol=5e-2, rtol=5e-2)}
-TORCH_DIR = str(Path(torch.__file__).parent)
+# The torch package directory, with a trailing separator: a frame whose file lies under it is torch's own
+# Python code (torch/nn/functional.py, ...), whose errors are not the component's checks.
+TORCH_DIR = str(Path(torch.__file__).parent) + os.sep
 
 
 @dataclass
@@ -65,10 +76,18 @@ class Outcome:
     kind: str
     verdict: str  # one of OK, or what went wrong ("error from inside torch", "twins disagree", ...)
     detail: str = ""
+    tier: str = "hygiene"  # "correctness" or "hygiene" (module docstring); meaningful when not ok
 
     @property
     def ok(self) -> bool:
         return self.verdict in OK
+
+
+def tier(bad: BadCall, verdict: str) -> str:
+    """Correctness for a declared input and for a wrong number from a valid one; hygiene for the rest."""
+    if bad.supported or (bad.kind in VALID_INPUT_KINDS and verdict in WRONG_NUMBERS):
+        return "correctness"
+    return "hygiene"
 
 
 class CallTimedOut(BaseException):
@@ -338,6 +357,12 @@ def judge(spec: ComponentSpec, kind: str) -> Outcome:
         return Outcome(kind, "not applicable")
     if bad.build_dtype != dtype:
         impls = build(spec, bad.build_dtype)
+    outcome = _outcome(spec, kind, bad, impls)
+    outcome.tier = tier(bad, outcome.verdict)
+    return outcome
+
+
+def _outcome(spec: ComponentSpec, kind: str, bad: BadCall, impls: Implementations) -> Outcome:
     names = [n for n in argument_names(impls.reference) + argument_names(impls.optimized)
              if n not in ("self",)]
     results, errors = {}, {}
@@ -355,8 +380,8 @@ def judge(spec: ComponentSpec, kind: str) -> Outcome:
             return Outcome(kind, reason, f"{label}: {type(e).__name__}: {str(e)[:200]} — {detail}")
     if errors and results:
         (label, e), = errors.items()
-        return Outcome(kind, "twins disagree", f"{label} raised {type(e).__name__}: {str(e)[:160]}, the other "
-                                               f"returned a result — {detail}")
+        return Outcome(kind, "twins disagree on raising", f"{label} raised {type(e).__name__}: {str(e)[:160]}, "
+                                                          f"the other returned a result — {detail}")
     if errors:
         if bad.supported:
             return Outcome(kind, "rejected a supported input",
@@ -364,7 +389,9 @@ def judge(spec: ComponentSpec, kind: str) -> Outcome:
         return Outcome(kind, "clear error", str(errors["reference"]))
     if bad.supported is False:
         return Outcome(kind, "accepted an unsupported input", f"declare it in input_support or reject it — {detail}")
-    tol = LOW_PRECISION_TOLERANCES.get(bad.build_dtype) or spec.tolerances[bad.build_dtype]
+    # A tolerance the spec states for this test and dtype wins; else half precision's, else the dtype's.
+    tol = (spec.test_tolerances.get("bad_input_is_handled", {}).get(bad.build_dtype)
+           or LOW_PRECISION_TOLERANCES.get(bad.build_dtype) or spec.tolerance(bad.build_dtype))
     ref, opt = results["reference"], results["optimized"]
     problem = _differs_nonfinite(ref, opt, tol) if kind in ("nan", "inf") else _differs(ref, opt, tol)
     if problem:
