@@ -39,7 +39,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from reprobench.measure.timing import DEFAULT_THREADS
-from reprobench.registry import ComponentSpec, get, list_components, make_generator
+from reprobench.registry import ComponentSpec, draw_inputs, get, list_components, make_generator
 
 log = logging.getLogger(__name__)
 IMPLEMENTATIONS = ("reference", "optimized")
@@ -95,7 +95,7 @@ def _built(name: str, size: int, device: str, dtype: torch.dtype | None):
     dtype = dtype or bench_dtype(spec)
     generator = make_generator(BENCH_SEED, "cpu")
     impls = spec.build(spec.config(bench=True), torch.device(device), dtype, generator)
-    sample = spec.inputs(size, device, dtype, generator, bench=True)[-1]
+    sample = draw_inputs(spec, size, device, dtype, generator, bench=True)[-1]
     return spec, impls, sample
 
 
@@ -222,7 +222,7 @@ def fake_case_peak_bytes(name: str, size: int, implementation: str, device: str 
     generator = make_generator(BENCH_SEED, "cpu")
     fn = getattr(spec.build(spec.config(bench=True), torch.device(device), dtype, generator), implementation)
     with FakeTensorMode(allow_non_fake_inputs=True):
-        sample = spec.inputs(size, device, dtype, generator, bench=True)[-1]
+        sample = draw_inputs(spec, size, device, dtype, generator, bench=True)[-1]
 
         def call():
             with torch.no_grad():

@@ -361,3 +361,44 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     return generator
+
+
+def draw_inputs(spec: ComponentSpec, size: int, device: torch.device | str, dtype: torch.dtype,
+                seed: int | torch.Generator, *, bench: bool = False) -> list[SampleInput]:
+    """Every sample and benchmark input is drawn here, the same way on every device: the spec's sample
+    function runs on the CPU with a CPU generator (made from `seed`, or `seed` itself when it is a CPU
+    generator already), and its tensors are then moved to `device`.
+
+    A generator must sit on the device of the draw (torch raises otherwise), and CPU and CUDA generators
+    give different streams from one seed; drawing on the CPU and moving gives identical values on every
+    device and never hands a CPU generator to a device draw. `bench=True` draws the bench inputs."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, torch.Generator)):
+        raise TypeError(f"seed must be an int or a CPU torch.Generator, got {type(seed).__name__}")
+    if isinstance(seed, torch.Generator) and seed.device.type != "cpu":
+        raise ValueError(f"seed must be a CPU generator (inputs are drawn on the CPU, then moved); got one on "
+                         f"{seed.device}")
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"size must be an int, got {type(size).__name__}")
+    device = torch.device(device)
+    generator = seed if isinstance(seed, torch.Generator) else make_generator(seed, "cpu")
+    from reprobench.measure.provenance import host_side  # lazy: importing the registry stays light
+
+    with host_side():
+        samples = spec.inputs(size, torch.device("cpu"), dtype, generator, bench=bench)
+    if device.type == "cpu":
+        return samples
+    moved: dict[int, torch.Tensor] = {}  # one copy per tensor, so inputs that alias on the CPU still alias
+
+    def to_device(value):
+        if not isinstance(value, torch.Tensor):
+            return value
+        if id(value) not in moved:
+            moved[id(value)] = value.to(device)
+        return moved[id(value)]
+
+    from dataclasses import replace
+
+    from torch.utils._pytree import tree_map
+
+    return [replace(s, args=tree_map(to_device, s.args), kwargs=tree_map(to_device, s.kwargs))
+            for s in samples]

@@ -230,7 +230,7 @@ class MambaLayer(nn.Module):
 def _build(config, device, dtype, generator):
     # Moved to the dtype before reset_parameters, so a float64 build creates its parameters in float64.
     def make(**kwargs):
-        return MambaLayer(**kwargs).to(device=device, dtype=dtype)
+        return MambaLayer(**kwargs).to(dtype=dtype)  # on the CPU: reset draws from the CPU generator, then moves
     pair = build_module_pair(make, config, device, dtype, generator)
     pair.probabilities = None  # a state-space model forms no attention probabilities
     return pair

@@ -159,7 +159,7 @@ def _build(config, device, dtype, generator):
     # Moved to the dtype before reset_parameters, so a float64 build draws its weights and ω in float64
     # (reset, then cast, would give float32 values: a float64 build would be no float64 oracle).
     def make(**kwargs):
-        return PerformerAttention(**kwargs).to(device=device, dtype=dtype)
+        return PerformerAttention(**kwargs).to(dtype=dtype)  # on the CPU: reset draws from the CPU generator, then moves
     return build_module_pair(make, config, device, dtype, generator)
 
 

@@ -37,7 +37,9 @@ STATELESS_CALLS = ("forward", "forward_backward")  # a later call computes what 
 
 def draw_sample(spec, size: int, device, dtype, generator):
     """The bench input the claim's component takes at `size` (its last bench sample, as `reprobench bench`)."""
-    return spec.inputs(size, device, dtype, generator, bench=True)[-1]
+    from reprobench.registry import draw_inputs  # the one rule: drawn on the CPU generator, moved to the device
+
+    return draw_inputs(spec, size, device, dtype, generator, bench=True)[-1]
 
 
 def tensors(output) -> list[torch.Tensor]:

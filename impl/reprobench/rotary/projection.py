@@ -85,9 +85,9 @@ class FastProjection(DocumentProjection):
 
 
 def _build(config, device, dtype, generator):
-    factory = dict(device=device, dtype=dtype)
-    reference = DocumentProjection(**config, generator=generator, **factory).reset_parameters(generator)
-    optimized = FastProjection(**config, generator=make_generator(0), **factory)
+    # Built on the CPU, where the CPU generators draw, then moved (a CPU generator cannot draw on a GPU).
+    reference = DocumentProjection(**config, generator=generator, dtype=dtype).reset_parameters(generator).to(device)
+    optimized = FastProjection(**config, generator=make_generator(0), dtype=dtype).to(device)
     optimized.load_state_dict(reference.state_dict())
     return Implementations(reference=reference.eval(), optimized=optimized.eval())
 

@@ -198,12 +198,18 @@ def test_state_dict_shared(spec, device, dtype, size):
 
 
 def test_no_host_syncs(spec, device, dtype, size):
-    impls, generator = build(spec, dtype, SEED, device)
-    sample = _samples(spec, device, dtype, size, generator)[0]
-    with torch.no_grad():
-        syncs = count_host_syncs(lambda: impls.optimized(*sample.args, **sample.kwargs))
-    assert syncs == 0, (f"optimized forward made {syncs} host syncs (aten._local_scalar_dense)\n"
-                        + case_message(spec, sample, dtype, size, SEED, "no_host_syncs"))
+    """Device provenance on a CUDA target, emulated on the CPU (measure.provenance): the build, drawing
+    the samples (registry.draw_inputs), the optimized forward, and forward + backward (an optimizer's
+    call is its step) make no scalar read of a device value, mix no host tensor into device ops, and
+    hand no CPU generator to a device draw."""
+    from reprobench.measure.provenance import check_component
+    from reprobench.registry import draw_inputs, make_generator
+
+    generator, drawn = make_generator(SEED), []
+    report = check_component(lambda: spec.build(spec.config(), torch.device(device), dtype, generator),
+                             lambda: drawn.extend(draw_inputs(spec, size, device, dtype, generator)) or drawn,
+                             backward=spec.supports_backward, host_generators=[generator], device=device)
+    assert report.ok, f"{report.describe()}\n" + case_message(spec, drawn[0], dtype, size, SEED, "no_host_syncs")
 
 
 def test_inputs_unchanged(spec, device, dtype, size):

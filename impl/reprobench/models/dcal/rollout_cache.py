@@ -216,7 +216,10 @@ for _kind, _cls, _xfail in (
         ExpectedFailure("matches_reference", "DCAL-07: the documented statistics-hash key is invariant to reordering "
                                              "the batch, so the cache returns the previous batch's rollout rows"),
         ExpectedFailure("no_host_syncs", SYNC_REASON))),
-    ("exact", ExactRolloutCache, ()),
+    ("exact", ExactRolloutCache, (
+        ExpectedFailure("no_host_syncs", "DCAL-08: a cache keyed on tensor content lives on the host, so every "
+                                         "lookup copies its bucket statistics to the host once (.tolist()) and "
+                                         "waits for the device; the price of exactness the module docstring names"),)),
 ):
     register(ComponentSpec(
         name=f"models.dcal_rollout_cache_{_kind}",
