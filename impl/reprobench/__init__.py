@@ -55,10 +55,19 @@ _PUBLIC = {
     "compare_interleaved": "reprobench.measure.timing",
 }
 
-# Modules whose own `__all__` is public too (`from reprobench.claims import experiment` is fine).
-PUBLIC_MODULES = ("reprobench", "reprobench.claims", "reprobench.measure")
+# Modules a plugin may import from: their `__all__`, or (registry, which has none) the names above that
+# come from it, so `from reprobench.registry import register` stays as public as `from reprobench import register`.
+PUBLIC_MODULES = ("reprobench", "reprobench.claims", "reprobench.measure", "reprobench.registry")
 
 __all__ = list(_PUBLIC)
+
+
+def _public_names(module: str) -> set[str]:
+    """The names a plugin may import from `module` (one of PUBLIC_MODULES)."""
+    if module == "reprobench":
+        return set(__all__)
+    names = getattr(importlib.import_module(module), "__all__", None)
+    return set(names) if names is not None else {name for name, where in _PUBLIC.items() if where == module}
 
 
 def __getattr__(name: str):

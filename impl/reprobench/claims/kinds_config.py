@@ -68,8 +68,8 @@ def _key(table: str, key: str, value: Any, config: dict, component: str) -> None
         known = ", ".join(sorted(config)) or "none"
         raise ConfigFieldError(f"{table}.{key}", f"not a key of {component}'s bench config (its keys: {known})")
     if table == "config" and not _fits(value, config[key]):
-        raise ConfigFieldError(f"{table}.{key}", f"expected a {type(config[key]).__name__} like the bench config's "
-                                                 f"{config[key]!r}, got {value!r}")
+        raise ConfigFieldError(f"{table}.{key}", f"expected a value of type {type(config[key]).__name__} like the "
+                                                 f"bench config's {config[key]!r}, got {value!r}")
 
 
 def check_config(value: Any, component: str) -> dict:

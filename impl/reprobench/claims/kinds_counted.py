@@ -19,7 +19,7 @@ import torch
 
 from reprobench.claims.declarative import DeclaredClaim
 from reprobench.claims.declarative_kinds import (MEMORY_FRACTION, MIB, available_bytes, describe_call, size_label,
-                                                 tolerance, wrong_answer)
+                                                 wrong_answer)
 from reprobench.claims.experiment import Outcome, RunContext
 from reprobench.claims.kinds_config import config_at, describe_config
 from reprobench.claims.kinds_setup import Setup, draw_sample, first_mismatch, tensors
@@ -94,7 +94,8 @@ def ratio(item: DeclaredClaim, ctx: RunContext) -> Outcome:
     component, what = item.fields["component"], _what(item)
     label = size_label(component, size, setup.call)
     noun = "FLOP ratio" if what == "flops" else "memory ratio"
-    mismatch, _ = first_mismatch(setup.checks())
+    checks = setup.checks()
+    mismatch, _ = first_mismatch(checks)
     if mismatch is not None:
         return wrong_answer(item, label, mismatch, noun)
     of = setup.against() or (component, "reference")
@@ -112,8 +113,8 @@ def ratio(item: DeclaredClaim, ctx: RunContext) -> Outcome:
                                      "fake_tensor_mode": base_fake or cand_fake},
         rule=f"Primary (deterministic): {MEASURE_WORDS[what]} {describe_call(item)} of {of[0]} ({of[1]}) / the same of "
              f"{component} (optimized), on the bench input at {label}{f' ({config})' if config else ''}; holds if >= "
-             f"{item.fields['at_least']:g}, else fails. Precondition: {'; '.join(c.what for c in setup.checks())} "
-             f"agree within {tolerance(component, item)[2]} (else the claim fails on that alone).",
+             f"{item.fields['at_least']:g}, else fails. Precondition: "
+             f"{'; '.join(f'{c.what} within {c.tolerance}' for c in checks)} (else the claim fails on that alone).",
         evidence=decision.describe(), decisions=[decision])
 
 

@@ -59,7 +59,7 @@ def speedup(item: DeclaredClaim, ctx: RunContext) -> Outcome:
     except MismatchFound as exc:
         return wrong_answer(item, label, exc.mismatch, "speed figure", when="on a later round's inputs")
     config = describe_config(item.fields, size)
-    checked = "; ".join(c.what for c in checks)
+    checked = "; ".join(f"{c.what} within {c.tolerance}" for c in checks)
     return Outcome(
         claimed=item.text,
         measured={f"baseline_ms_{label}": comparison.baseline.median_ms,
@@ -70,8 +70,7 @@ def speedup(item: DeclaredClaim, ctx: RunContext) -> Outcome:
              f"the bench input at {label}{f' ({config})' if config else ''}, median of paired interleaved rounds "
              f"(>= 7, more while undecided){', new inputs every round' if fresh else ''}; holds if the whole interval "
              f"is >= {item.fields['at_least']:g}, fails if it is wholly below, else inconclusive. Precondition, before "
-             f"timing{' and on every round' if recheck else ''}: {checked}, within {checks[0].tolerance} (else the claim "
-             "fails on that alone).",
+             f"timing{' and on every round' if recheck else ''}: {checked} (else the claim fails on that alone).",
         evidence=f"{decision.describe()}; {decision.extra.get('rounds', '?')} rounds on {ctx.device}.",
         decisions=[decision])
 

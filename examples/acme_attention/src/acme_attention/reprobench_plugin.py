@@ -1,18 +1,17 @@
 """acme-attention's reprobench plugin: registers `acme.window_attention` and the claims of its README.
 
 reprobench imports this module through the entry point in pyproject.toml (or `--plugin
-acme_attention.reprobench_plugin`). Only reprobench's public surface is used: reprobench.registry
-(register, ComponentSpec, Implementations, SampleInput, ErrorInput, make_generator) and
-reprobench.claims (claim, experiment, Outcome, decide, decide_speedup). The claims that need no code
-are in claims.toml beside this package (`reprobench verify --claims claims.toml`).
+acme_attention.reprobench_plugin`). It uses only names from `reprobench.__all__`, the public surface the
+README lists (reprobench's tests/test_public_surface.py checks it). The claims that need no code are in
+claims.toml beside this package (`reprobench verify --claims claims.toml`).
 """
 from __future__ import annotations
 
 import torch
 
 from acme_attention.window_attention import WindowAttention
-from reprobench.claims import Outcome, claim, decide, decide_speedup, experiment
-from reprobench.registry import ComponentSpec, ErrorInput, Implementations, SampleInput, get, make_generator, register
+from reprobench import (ComponentSpec, ErrorInput, Implementations, Outcome, SampleInput, claim, decide, decide_speedup,
+                        experiment, get, make_generator, register)
 
 NAME = "acme.window_attention"
 SOURCE = "acme-attention README"
