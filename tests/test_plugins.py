@@ -200,3 +200,123 @@ def test_pytest_plugin_runs_the_generic_suite_and_a_broken_twin_fails_it(tmp_pat
     assert bad.returncode == 1, bad.stdout[-3000:] + bad.stderr
     assert {"test_matches_reference", "test_gradients_match_reference", "test_matches_reference_random_cases"} <= failed
     assert "rerun: cd " in bad.stdout and "--reprobench-components" in bad.stdout  # the failure says how to rerun it
+    # The short summary's ids (test_components.py::...) do not rerun from here; the summary ends with commands that do.
+    section = bad.stdout.split("reprobench: rerun a failed generated case from any directory", 1)[1]
+    commands = [line for line in section.splitlines() if line.startswith("cd ")]
+    assert len(commands) == len([o for o in _outcomes(bad.stdout).values() if o == "FAILED"]), section
+    gradient = next(c for c in commands if "test_gradients_match_reference[" in c)
+    rerun = subprocess.run(gradient + " -p no:cacheprovider", shell=True, capture_output=True, text=True, timeout=300,
+                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(broken), "PYTEST_ADDOPTS": ""})
+    assert rerun.returncode == 1 and "1 failed" in rerun.stdout.splitlines()[-1], rerun.stdout[-2000:] + rerun.stderr
+
+
+def _variant(tmp_path: Path, name: str, edits: dict[str, dict[str, str]]) -> Path:
+    """A copy of the example's source with `edits` ({file in the package: {old: new}}) applied, each old once."""
+    source = tmp_path / name
+    shutil.copytree(EXAMPLE_SRC, source, ignore=shutil.ignore_patterns("__pycache__"))
+    for file, changes in edits.items():
+        path = source / "acme_attention" / file
+        text = path.read_text()
+        for old, new in changes.items():
+            assert text.count(old) == 1, (file, old)
+            text = text.replace(old, new)
+        path.write_text(text)
+    return source
+
+
+# The example's layer without its input checks: what most real packages look like to the derived bad inputs.
+UNCHECKED = {"window_attention.py": {"        self._check(x)\n": ""}}
+HYGIENE_TESTS = {"test_bad_input_raises", "test_bad_input_is_handled"}
+
+
+def _failed_tests(stdout: str) -> set[str]:
+    return {node.split("::")[1] for node, outcome in _outcomes(stdout).items() if outcome == "FAILED"}
+
+
+def test_generated_suite_reports_input_hygiene_of_a_plugin_as_findings_unless_strict(tmp_path):
+    """Two tiers: a package that checks none of its inputs passes the default run, with every hygiene problem
+    in the findings table (per component and kind); --reprobench-strict-hygiene fails exactly those tests."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    unchecked = _variant(tmp_path, "unchecked", UNCHECKED)
+    options = ("--reprobench-components", "acme.*", "--reprobench-plugin", PLUGIN)
+
+    lenient = _generated_suite(unchecked, empty, *options)
+    assert lenient.returncode == 0, lenient.stdout[-3000:] + lenient.stderr
+    assert set(_outcomes(lenient.stdout).values()) == {"PASSED"}
+    table = lenient.stdout.split("reprobench input hygiene: findings, not failures", 1)[1]
+    for kind, finding in (("rank_plus", "error from inside torch"), ("float16", "error from inside torch"),
+                          ("batch_zero", "accepted an unsupported input"),
+                          ("error_inputs:wrong_dim", "declared error not raised")):
+        assert any(line.startswith("acme.window_attention") and f" {kind} " in line and finding in line
+                   for line in table.splitlines()), (kind, table)
+    assert "non_contiguous" not in table and " nan " not in table  # handled correctly: no finding
+
+    strict = _generated_suite(unchecked, empty, *options, "--reprobench-strict-hygiene")
+    assert strict.returncode == 1, strict.stdout[-3000:]
+    assert _failed_tests(strict.stdout) and {t.split("[")[0] for t in _failed_tests(strict.stdout)} == HYGIENE_TESTS
+    assert "reprobench input hygiene" not in strict.stdout  # failures now, not findings
+
+    clean = _generated_suite(EXAMPLE_SRC, empty, *options, "--reprobench-strict-hygiene")  # the checked original
+    assert clean.returncode == 0 and "reprobench input hygiene" not in clean.stdout, clean.stdout[-3000:]
+
+
+def test_expected_failures_cover_any_generic_test_and_one_that_passes_is_reported(tmp_path):
+    """ExpectedFailure for a bad-input kind and for the random cases: a declared failure that happens is an
+    xfail (and leaves the findings table), one that no longer happens fails, saying to remove it."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    expected = ('ExpectedFailure("bad_input_is_handled", "acme checks no ranks", kind="rank_plus"), '
+                'ExpectedFailure("bad_input_is_handled", "strides once broke it", kind="non_contiguous"), '
+                'ExpectedFailure("matches_reference_random_cases", "a stale declaration", dtype=torch.float64)')
+    source = _variant(tmp_path, "declared", {
+        **UNCHECKED,
+        "reprobench_plugin.py": {"    name=NAME,\n": f"    name=NAME,\n    expected_failures=({expected}),\n",
+                                 "import torch\n": "import torch\n\nfrom reprobench import ExpectedFailure\n"}})
+    result = _generated_suite(source, empty, "--reprobench-components", "acme.*", "--reprobench-plugin", PLUGIN, "-rxX")
+    outcomes = _outcomes(result.stdout)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr
+    assert _failed_tests(result.stdout) == {"test_bad_input_is_handled[acme.window_attention-non_contiguous]",
+                                            "test_matches_reference_random_cases[acme.window_attention]"}
+    assert outcomes[next(n for n in outcomes if n.endswith("-rank_plus]"))] == "XFAIL"
+    assert ("bad_input_is_handled[non_contiguous] is declared an expected failure ('strides once broke it') but now "
+            "passes; remove that ExpectedFailure") in result.stdout
+    assert "[XPASS(strict)] a stale declaration" in result.stdout
+    table = result.stdout.split("reprobench input hygiene", 1)[1]
+    assert " rank_minus " in table and " rank_plus " not in table  # the declared one left the table
+
+
+FAKE_DIST = {  # a plugin package "installed" by a dist-info directory on PYTHONPATH
+    "strayplugin-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: strayplugin\nVersion: 1.0\n",
+    "strayplugin-1.0.dist-info/entry_points.txt": "[reprobench.plugins]\nstray = strayplugin_mod\n",
+    "strayplugin-1.0.dist-info/top_level.txt": "strayplugin_mod\n",
+    "strayplugin_mod.py": (
+        "import torch\n"
+        "from reprobench import ComponentSpec, Implementations, SampleInput, register\n"
+        "def build(config, device, dtype, generator):\n"
+        "    return Implementations(reference=torch.tanh, optimized=torch.tanh)\n"
+        "def samples(n, device, dtype, generator):\n"
+        "    return [SampleInput((torch.randn(2, n, dtype=dtype, generator=generator),), name='x')]\n"
+        "register(ComponentSpec(name='strayplugin.tanh', claims=(), build=build, sample_inputs=samples))\n"),
+}
+
+
+def test_an_installed_plugin_does_not_join_this_repositorys_suites(tmp_path):
+    """With a plugin installed in the environment (entry-point group reprobench.plugins), the CLI finds it, and
+    this repository's own suites still run over reprobench's components only (its claims=() and its bad-input
+    handling would fail them: test_every_spec_has_claims..., test_bad_inputs.py)."""
+    site = tmp_path / "site"
+    for name, text in FAKE_DIST.items():
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text(text)
+    listed = run("reprobench", "list", "strayplugin.*", pythonpath=[site])
+    assert listed.returncode == 0 and "strayplugin.tanh" in listed.stdout, listed.stdout + listed.stderr
+
+    own = run("pytest", "-q", "-p", "no:cacheprovider", "--collect-only", "suites/properties/test_float64_builds.py",
+              "suites/properties/test_generic.py", pythonpath=[site], PYTEST_ADDOPTS="")
+    assert own.returncode == 0 and "float64_build_creates_every_tensor_in_float64[attention.dense]" in own.stdout, \
+        own.stdout[-2000:] + own.stderr
+    assert "strayplugin" not in own.stdout
+    registry = run("pytest", "-q", "-p", "no:cacheprovider", "tests/test_registry.py", "-k", "every_spec",
+                   pythonpath=[site], PYTEST_ADDOPTS="")
+    assert registry.returncode == 0, registry.stdout[-2000:]

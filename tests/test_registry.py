@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from reprobench.registry import (ComponentSpec, ExpectedFailure, SampleInput, get,
-                           list_components, make_generator, register)
+from reprobench.registry import (ComponentSpec, ErrorInput, ExpectedFailure, InputSupport, SampleInput, Tolerance,
+                                 get, is_builtin, list_components, make_generator, register)
 
 
 def _spec(**overrides):
@@ -112,3 +112,72 @@ def test_claim_ids_of_plugins_are_checked_and_clashes_named(monkeypatch):
             ledger.claim(bad_id, "t", source="s")
     with pytest.raises(ValueError, match="source must say"):
         ledger.claim("ACMETEST-02", "t", source=" ")
+
+
+def test_error_input_accepts_only_value_and_type_errors():
+    """The README's rule, enforced at declaration: a RuntimeError or AssertionError is what an unchecked argument
+    raises from inside torch, so declaring it would let the missing check pass."""
+    sample = SampleInput((torch.zeros(2),), name="rank1")
+    for allowed in (ValueError, TypeError, type("AcmeShapeError", (ValueError,), {})):
+        assert ErrorInput(sample, allowed, "x").error_type is allowed
+    for refused in (RuntimeError, AssertionError, Exception, IndexError, "ValueError", (ValueError, RuntimeError)):
+        with pytest.raises(TypeError, match=r"rank1: error_type=.* is not allowed; bad input must raise ValueError or "
+                                            r"TypeError .* naming the argument"):
+            ErrorInput(sample, refused, "x")
+
+
+def test_every_builtin_error_input_is_a_value_or_type_error():
+    for spec in list_components():
+        if spec.error_inputs is not None:
+            for dtype in spec.dtypes:  # ErrorInput.__post_init__ raises on a forbidden type
+                assert all(issubclass(e.error_type, (ValueError, TypeError))
+                           for e in spec.error_inputs(torch.device("cpu"), dtype, make_generator(0))), spec.name
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: ExpectedFailure("bad_input_is_handled", "r", kind="rank_pluss"), "not a bad-input kind; choose one of"),
+    (lambda: ExpectedFailure("matches_reference", "r", kind="rank_plus"), "kind applies to test='bad_input_is_handled'"),
+    (lambda: ExpectedFailure("matches_reference", "r", dtype="float32"), "expected a torch.dtype"),
+    (lambda: ExpectedFailure("random_cases", "r"), "not a generic test; choose one of"),
+    (lambda: ExpectedFailure("bad_input_is_handled", ""), "reason is empty: say which defect"),
+    (lambda: _spec(expected_failures=(ExpectedFailure("matches_reference", "r", dtype=torch.float16),)),
+     "names a dtype the component is not tested in"),
+    (lambda: _spec(test_tolerances={"gradients_match_reference": {torch.float64: Tolerance(1e-7, 1e-7)}}),
+     r"needs a Tolerance\(atol, rtol, reason=...\) whose reason says why"),
+    (lambda: _spec(test_tolerances={"outputs_finite": {torch.float64: Tolerance(1e-7, 1e-7, reason="r")}}),
+     "the tests with a tolerance are"),
+    (lambda: Tolerance(-1.0, 0.0), "atol=-1.0: expected a number >= 0"),
+    (lambda: InputSupport(low_precision=(torch.int8,)), "expected torch.float16 and/or torch.bfloat16"),
+])
+def test_declarations_fail_at_registration_with_what_to_fix(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
+
+
+def test_expected_failures_and_tolerances_apply_to_the_cases_they_name():
+    grad = Tolerance(1e-7, 1e-6, reason="the package adds eps=1e-8 inside the norm")
+    spec = _spec(expected_failures=(ExpectedFailure("bad_input_is_handled", "no rank check", kind="rank_plus"),
+                                    ExpectedFailure("matches_reference", "float32 only", dtype=torch.float32)),
+                 test_tolerances={"gradients_match_reference": {torch.float64: grad}})
+    assert spec.expected_failure("bad_input_is_handled", kind="rank_plus").reason == "no rank check"
+    assert spec.expected_failure("bad_input_is_handled", kind="rank_minus") is None
+    assert spec.expected_failure("matches_reference", dtype=torch.float32) is not None
+    assert spec.expected_failure("matches_reference", dtype=torch.float64) is None
+    assert spec.tolerance(torch.float64, "gradients_match_reference") is grad
+    assert spec.tolerance(torch.float64, "matches_reference") == spec.tolerances[torch.float64]
+
+
+def test_a_plugin_states_why_it_accepts_more_or_loosens_a_tolerance(monkeypatch):
+    """Reasons are required of plugin components (built-ins predate the rule and give theirs in comments)."""
+    import reprobench.registry
+
+    monkeypatch.setattr(reprobench.registry, "_REGISTRY", dict(reprobench.registry._REGISTRY))
+    with pytest.raises(ValueError, match="InputSupport declares what the component accepts but gives no reason"):
+        register(_spec(name="acme.no_reason_support", input_support=InputSupport(empty_batch=True)))
+    loose = {torch.float32: Tolerance(1e-3, 1e-3)}
+    with pytest.raises(ValueError, match=r"tolerances\[torch.float32\] .* is looser than the default .* no reason"):
+        register(_spec(name="acme.no_reason_tolerance", tolerances=loose))
+    register(_spec(name="acme.with_reasons", input_support=InputSupport(empty_batch=True, reason="torch layers do"),
+                   tolerances={torch.float32: Tolerance(1e-3, 1e-3, reason="accumulates in bfloat16")}))
+    register(_spec(name="acme.tighter", tolerances={torch.float32: Tolerance(1e-6, 1e-6)}))  # tighter: no reason needed
+    assert is_builtin(get("attention.dense")) and not is_builtin(get("acme.with_reasons"))

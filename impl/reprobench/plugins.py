@@ -15,6 +15,15 @@ import logging
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "reprobench.plugins"
 _LOADED: set[str] = set()
+_IGNORE_INSTALLED = False  # set by ignore_installed_plugins()
+
+
+def ignore_installed_plugins() -> None:
+    """From now on, in this process, do not load the plugins installed under ENTRY_POINT_GROUP (`--plugin`
+    still loads a module by name). reprobench's own test suites call it: they test its own components, and a
+    plugin package that happens to be installed in the environment must not join them."""
+    global _IGNORE_INSTALLED
+    _IGNORE_INSTALLED = True
 
 
 class PluginError(ValueError):
@@ -48,7 +57,9 @@ def load_plugins(modules: list[str] | None) -> None:
 
 
 def load_entry_point_plugins() -> None:
-    """Every plugin installed under the entry-point group, once."""
+    """Every plugin installed under the entry-point group, once (none after ignore_installed_plugins())."""
+    if _IGNORE_INSTALLED:
+        return
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.value in _LOADED:
             continue

@@ -59,6 +59,7 @@ def settle(request, spec: ComponentSpec, test: str, findings: list[Finding], fai
     """End a hygiene-tier test: `failures` (correctness problems) always fail; `findings` fail for built-ins
     and in strict mode, else they are recorded and the test passes. A declared expected failure turns a
     failure or finding into an xfail, and a clean run into a failure that says to remove it."""
+    __tracebackhide__ = True  # the failure is the test's, not this helper's
     expected = spec.expected_failure(test, dtype=dtype, kind=kind)
     problems = failures + [f"{f.kind}: {f.verdict}: {f.detail}" for f in findings]
     case = f"{test}" + (f"[{kind}]" if kind else "") + (f" in {dtype}" if dtype is not None else "")
