@@ -22,7 +22,10 @@ Three things that work on the CPU and fail or stall on a GPU are flagged:
   host bookkeeping (torch.optim's CPU ``state['step']``) transfers nothing and is not flagged.
   ``device_to_host`` is the same for whole tensors (``.cpu()``, ``.tolist()``, ``.numpy()``).
 
-Tensors that exist before the check are device values unless passed as ``host_tensors``. Inside
+Limits of the emulation: tensors that exist before the check are device values unless passed as
+``host_tensors``; factory calls inside a custom ``autograd.Function.backward`` are not seen (autograd runs
+backward without Python function modes), though their mixing with tensors made in the forward and
+their scalar reads are; a generator made inside the call is trusted to sit where it was made. Inside
 :func:`host_side` nothing is tracked: it marks code that runs on the host by design and hands its
 results to the device (the registry's input drawing). Where the target is the CPU itself there is no
 host/device boundary, and nothing is flagged.
@@ -156,8 +159,7 @@ class _Tracker:
         self.emulating = self.device.type != self.target.type
         self.active = self.target.type != "cpu"
         self.host = WeakIdKeyDictionary()  # storages of host tensors
-        self.host_generators = {id(g) for g in host_generators}
-        self._keep_generators = list(host_generators)  # ids stay valid while the check runs
+        self.host_generators = host_generators  # read live: a harness may add the generators it makes
         self.tag(list(host_tensors), host=True)
         self.found: dict[tuple[str, str, str], list] = {}
         self.host_devices: dict[int, torch.device] = {}  # id -> the object, kept alive so the id stays its own
@@ -203,7 +205,7 @@ class _Tracker:
 
     def generator_is_host(self, generator: torch.Generator) -> bool | None:
         """True/False where the generator's side is known, None where emulation cannot tell."""
-        if id(generator) in self.host_generators:
+        if any(generator is g for g in self.host_generators):
             return True
         if not self.emulating:
             return generator.device.type != self.target.type
@@ -352,13 +354,15 @@ def check_device_provenance(fn: Callable[[], Any], *, target_device: str | torch
 
     ``device`` is where ``fn``'s tensors actually live: the CPU standing in for the target (emulation),
     or the target itself. ``host_generators`` are generators known to be CPU ones (a harness's generator
-    for ``build``/``sample_inputs``); ``host_tensors`` are tensors made before the call that live on the
+    for ``build``/``sample_inputs``; a list is read as the call runs, so a harness may append the ones it
+    makes); ``host_tensors`` are tensors made before the call that live on the
     host by design. Everything else made before the call (inputs, parameters, buffers) is a device value.
     """
     if not callable(fn):
         raise TypeError(f"fn must be a callable taking no arguments, got {type(fn).__name__}")
     try:
-        tracker = _Tracker(target_device, device, list(host_generators), list(host_tensors))
+        generators = host_generators if isinstance(host_generators, list) else list(host_generators)
+        tracker = _Tracker(target_device, device, generators, list(host_tensors))
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"target_device={target_device!r} and device={device!r} must name torch devices: {exc}") from None
     if not tracker.active:
