@@ -23,6 +23,7 @@ from torch import nn
 
 from local_attention import LocalAttention
 from reprobench_showcase.reference_attention import key_padding_mask, masked_softmax_attention
+from reprobench_showcase.validation import check_key_mask, check_tensor
 from reprobench import (ComponentSpec, ExpectedFailure, Implementations, Outcome, SampleInput, claim, decide, experiment,
                         make_generator, register)
 
@@ -67,6 +68,16 @@ class WindowedSoftmaxAttention(nn.Module):
         self.rel_pos = RotaryFrequencies(dim, dtype) if dim is not None else None
 
     def attention(self, q, k, v, input_mask=None):
+        frequencies = self.rel_pos.inv_freq if self.rel_pos is not None else None
+        # (batch, n, d) as in the README's autopad example, or (batch, heads, n, d).
+        check_tensor("q", q, rank=(3, 4), dtype=None if frequencies is None else frequencies.dtype,
+                     device=None if frequencies is None else frequencies.device)
+        check_tensor("k", k, rank=q.dim(), dtype=q.dtype, device=q.device, like=q)
+        check_tensor("v", v, rank=q.dim(), dtype=q.dtype, device=q.device, like=q)
+        if input_mask is not None:
+            if q.dim() != 4:
+                raise ValueError(f"q: expected (batch, heads, n, d) with an input_mask, got shape {tuple(q.shape)}")
+            check_key_mask("input_mask", input_mask, q.shape[0], q.shape[-2], q.device)
         if self.rel_pos is not None:  # relative positions: rotating q and k by absolute position is the same
             q, k = self.rel_pos.rotate(q), self.rel_pos.rotate(k)
         n = q.shape[-2]

@@ -22,6 +22,7 @@ from torch import nn
 
 from memory_efficient_attention_pytorch import Attention, memory_efficient_attention
 from reprobench_showcase.reference_attention import key_padding_mask, masked_softmax_attention, uniform_init_
+from reprobench_showcase.validation import check_key_mask, check_tensor
 from reprobench import (ComponentSpec, Implementations, Outcome, SampleInput, Tolerance, claim, decide,
                         experiment, make_generator, register)
 
@@ -60,7 +61,14 @@ class PlainAttention(nn.Module):
         return t.reshape(b, n, self.heads, -1).transpose(1, 2)
 
     def attention(self, x, context=None, mask=None):
+        weight = self.to_q.weight
+        check_tensor("x", x, rank=3, dtype=weight.dtype, device=weight.device, last_dim=weight.shape[1])
         context = x if context is None else context
+        check_tensor("context", context, rank=3, dtype=weight.dtype, device=weight.device, last_dim=weight.shape[1])
+        if context.shape[0] != x.shape[0]:
+            raise ValueError(f"context: expected batch {x.shape[0]} (x's), got shape {tuple(context.shape)}")
+        if mask is not None:
+            check_key_mask("mask", mask, context.shape[0], context.shape[1], x.device)
         q = self.heads_of(self.to_q(x))
         k, v = (self.heads_of(t) for t in self.to_kv(context).chunk(2, dim=-1))
         allowed = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=x.device)
@@ -151,6 +159,11 @@ register(ComponentSpec(
 # --- the chunked function on q, k, v -----------------------------------------------------------------
 
 def _reference_kernel(q, k, v, *, causal):
+    check_tensor("q", q, rank=4)
+    check_tensor("k", k, rank=4, dtype=q.dtype, device=q.device, last_dim=q.shape[-1])
+    check_tensor("v", v, rank=4, dtype=q.dtype, device=q.device, like=k)
+    if k.shape[:2] != q.shape[:2]:
+        raise ValueError(f"k: expected batch and heads {tuple(q.shape[:2])} (q's), got shape {tuple(k.shape)}")
     allowed = _causal_allowed(q.shape[-2], k.shape[-2], q.device) if causal else torch.ones(
         q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device)
     return masked_softmax_attention(q, k, v, allowed)[0]
