@@ -6,8 +6,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from reprobench.measure import timing
+from reprobench.measure import timing, workers
 from reprobench.measure.timing import compare_interleaved, time_interleaved
+
+
+@pytest.fixture(autouse=True)
+def _rounds_in_this_process():
+    """The fake Timer below is patched into this process; a worker process would time with the real one."""
+    with workers.in_process_rounds():
+        yield
 
 
 class _FakeTimer:

@@ -1,24 +1,81 @@
 """`reprobench compare OLD NEW`: what changed between two reports (two runs, commits or machines).
 
-Like asv's compare, a change in a measured quantity is only called when the two intervals do not
-overlap; a verdict change is always shown. The exit code gates CI: 1 when a claim that held no
+A measured quantity is called changed only when the two runs' uncertainty says it changed, as asv's
+compare does with its factor: the interval on the ratio new/old (from each run's interval, at
+CHANGE_CONFIDENCE) must exclude 1 AND the ratio itself must move by more than the noise floor
+(NOISE_FLOOR, asv's default factor). Two runs of the same commit on the same machine then report
+no change beyond the nominal rate; non-overlapping intervals alone are not enough (two 95% intervals
+of one quantity miss each other in about 0.6% of pairs even when calibrated, far more when not).
+A deterministic quantity (zero-width interval: FLOPs, bytes, counts) changed when its value changed.
+A verdict change is always shown. The exit code gates CI: 1 when a claim that held no
 longer does (holds -> fails/partial), 0 otherwise (holds -> inconclusive is shown, not gated: the
 data could not decide, which is not a regression).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+from scipy import stats as scipy_stats
 
 from reprobench.claims.report import format_decision
 from reprobench.measure.environment import MACHINE_KEYS
 
 REGRESSIONS = {("holds", "fails"), ("holds", "partial")}
+CHANGE_CONFIDENCE = 0.99  # level of the interval on new/old (asv's compare uses p < 0.002 for its test)
+NOISE_FLOOR = 0.10  # a ratio within [1/1.1, 1.1] is never called a change (asv's default factor)
+EXACT_RELATIVE = 1e-9  # deterministic values differing by less than this are equal (float printing)
+
+
+def _half_width_se(low: float, high: float, confidence: float) -> float | None:
+    """Standard error implied by a two-sided interval at `confidence`, or None when it carries none."""
+    if not 0.5 <= confidence < 1.0:
+        return None
+    return (high - low) / (2.0 * float(scipy_stats.norm.ppf(0.5 + confidence / 2.0)))
+
+
+def quantity_change(old: dict, new: dict) -> tuple[bool, str]:
+    """(changed, how): whether one judged quantity changed between two runs, and the figure that says so.
+
+    Positive quantities compare as a ratio in log space; others (slopes, differences) as a difference.
+    Each run's interval gives its standard error; the two combine as independent. Changed when the
+    CHANGE_CONFIDENCE interval excludes no change and the point moves past the noise floor.
+    """
+    p1, l1, h1, c1 = old["estimate"], old["low"], old["high"], old.get("confidence", 0.95)
+    p2, l2, h2, c2 = new["estimate"], new["low"], new["high"], new.get("confidence", 0.95)
+    if l1 == h1 and l2 == h2:
+        scale = max(abs(p1), abs(p2), 1e-300)
+        changed = abs(p2 - p1) > EXACT_RELATIVE * scale
+        return changed, f"{p1:.4g} -> {p2:.4g} (deterministic)"
+    positive = min(l1, l2, p1, p2) > 0
+    if positive:
+        a, b = math.log(p1), math.log(p2)
+        se1 = _half_width_se(math.log(l1), math.log(h1), c1) if l1 < h1 else 0.0
+        se2 = _half_width_se(math.log(l2), math.log(h2), c2) if l2 < h2 else 0.0
+    else:
+        a, b = p1, p2
+        se1 = _half_width_se(l1, h1, c1) if l1 < h1 else 0.0
+        se2 = _half_width_se(l2, h2, c2) if l2 < h2 else 0.0
+    if se1 is None or se2 is None:
+        return False, "not compared (an interval below 50% confidence carries no error estimate)"
+    z = float(scipy_stats.norm.ppf(0.5 + CHANGE_CONFIDENCE / 2.0))
+    half = z * math.sqrt(se1 ** 2 + se2 ** 2)
+    delta = b - a
+    excludes_none = delta - half > 0 or delta + half < 0
+    if positive:
+        ratio = math.exp(delta)
+        past_floor = ratio > 1.0 + NOISE_FLOOR or ratio < 1.0 / (1.0 + NOISE_FLOOR)
+        how = f"new/old = {ratio:.3g} [{math.exp(delta - half):.3g}, {math.exp(delta + half):.3g}]"
+    else:
+        past_floor = abs(delta) > NOISE_FLOOR * max(abs(a), abs(b))
+        how = f"new - old = {delta:.3g} [{delta - half:.3g}, {delta + half:.3g}]"
+    return excludes_none and past_floor, how
 
 
 @dataclass
 class ReportDiff:
     verdict_changes: list[tuple[str, str, str]] = field(default_factory=list)  # (id, old, new)
-    interval_changes: list[tuple[str, dict, dict]] = field(default_factory=list)  # (id, old decision, new)
+    interval_changes: list[tuple[str, dict, dict, str]] = field(default_factory=list)  # (id, old, new, how)
     type_changes: list[tuple[str, str, str, str]] = field(default_factory=list)  # (id, key, old type, new type)
     only_old: list[str] = field(default_factory=list)
     only_new: list[str] = field(default_factory=list)
@@ -51,8 +108,11 @@ def diff_reports(old: dict, new: dict) -> ReportDiff:
         old_decisions = {d["quantity"]: d for d in before.get("decisions") or []}
         for d in after.get("decisions") or []:
             previous = old_decisions.get(d["quantity"])
-            if previous is not None and (d["low"] > previous["high"] or previous["low"] > d["high"]):
-                diff.interval_changes.append((claim_id, previous, d))
+            if previous is None:
+                continue
+            changed, how = quantity_change(previous, d)
+            if changed:
+                diff.interval_changes.append((claim_id, previous, d, how))
         for key in sorted(set(before.get("measured", {})) & set(after.get("measured", {}))):
             old_type, new_type = _json_type(before["measured"][key]), _json_type(after["measured"][key])
             if old_type != new_type and "null" not in (old_type, new_type):
@@ -87,9 +147,14 @@ def format_diff(diff: ReportDiff, old: dict, new: dict, *, old_name: str = "OLD"
     else:
         lines += ["", "no verdict changes"]
     if diff.interval_changes:
-        lines += ["", "measured quantities whose intervals do not overlap:"]
-        for claim_id, before, after in diff.interval_changes:
-            lines.append(f"  {claim_id} {format_decision(before)}  ->  {format_decision(after, with_name=False)}")
+        lines += ["", f"measured quantities that changed (the {CHANGE_CONFIDENCE:.0%} interval on the change excludes "
+                      f"none, and it exceeds the {NOISE_FLOOR:.0%} noise floor):"]
+        for claim_id, before, after, how in diff.interval_changes:
+            lines.append(f"  {claim_id} {format_decision(before)}  ->  {format_decision(after, with_name=False)}"
+                         f"  ({how})")
+    else:
+        lines += [f"no measured quantity changed beyond the noise (ratio interval at {CHANGE_CONFIDENCE:.0%}, "
+                  f"floor {NOISE_FLOOR:.0%})"]
     if diff.type_changes:
         lines += ["", "measured values that changed JSON type:"]
         lines += [f"  {c} {k}: {a} -> {b}" for c, k, a, b in diff.type_changes]

@@ -20,13 +20,18 @@ import torch
 
 from reprobench.measure.stats import Decision, combine_outcomes
 
-VERDICTS = ("holds", "fails", "partial", "inconclusive", "not-checkable-here", "not-implemented", "error")
+VERDICTS = ("holds", "fails", "partial", "inconclusive", "unjudged", "not-checkable-here", "not-implemented", "error")
+LOGICS = ("separate", "all-of")  # how a claim's parts combine: separate statements, or one property
 DECIDED_VERDICTS = ("holds", "fails", "partial", "inconclusive")  # what decisions can give
 
 
 @dataclass
 class RunContext:
-    """What every experiment receives."""
+    """What every experiment receives.
+
+    Reading `quick` is recorded (`quick_read`): an experiment that branches on it in a quick run measured
+    at other sizes than its claim speaks of, so the runner reports its figures unjudged rather than let a
+    smaller size contradict the full run."""
 
     quick: bool  # smoke run: smaller sizes, fewer repeats; verdict rules stay the same
     device: torch.device  # where to measure
@@ -35,6 +40,11 @@ class RunContext:
     # Wall-clock budget of one sequentially sampled timed decision (stats.sample_ratio_until_decided):
     # rounds are added while the interval straddles the rule, until this is spent.
     decision_budget_s: float = 20.0
+
+    def __getattribute__(self, name):
+        if name == "quick":
+            object.__setattr__(self, "quick_read", True)
+        return object.__getattribute__(self, name)
 
     def figure_path(self, name: str) -> Path:
         self.figures_dir.mkdir(parents=True, exist_ok=True)
@@ -53,12 +63,18 @@ class Outcome:
     headline: str | None = None  # quantity of the decision the summary shows; default: the first
     figures: list[str] = field(default_factory=list)  # file names inside figures_dir
     deviations: list[str] = field(default_factory=list)  # where our reference departs from the document
+    # How the decisions combine: "separate" statements (some hold -> partial) or "all-of" parts of one
+    # property (any decisive failure fails the claim). The experiment's declaration sets it.
+    logic: str = "separate"
 
     def __post_init__(self):
+        if self.logic not in LOGICS:
+            raise ValueError(f"Outcome.logic={self.logic!r}; expected one of {LOGICS}")
+        self._derived = self.verdict is None
         if self.verdict is None:
             if not self.decisions:
                 raise ValueError("Outcome: give decisions (stats.decide) to derive the verdict from")
-            self.verdict = combine_outcomes([d.outcome for d in self.decisions])
+            self.verdict = combine_outcomes([d.outcome for d in self.decisions], self.logic)
         elif self.verdict not in VERDICTS:
             raise ValueError(f"Outcome.verdict={self.verdict!r}; expected one of {VERDICTS}")
         elif self.decisions and self.verdict != "not-checkable-here":
@@ -75,6 +91,15 @@ class Outcome:
         for key, value in self.measured.items():
             if isinstance(value, torch.Tensor):
                 raise TypeError(f"Outcome.measured[{key!r}] is a tensor; convert to a Python number")
+
+    def with_logic(self, logic: str) -> "Outcome":
+        """The same outcome with its parts combined by `logic` (a derived verdict is re-derived)."""
+        if logic not in LOGICS:
+            raise ValueError(f"logic={logic!r}; expected one of {LOGICS}")
+        self.logic = logic
+        if self._derived:
+            self.verdict = combine_outcomes([d.outcome for d in self.decisions], logic)
+        return self
 
     def headline_decision(self) -> Decision | None:
         for decision in self.decisions:
@@ -104,18 +129,47 @@ def not_checkable(claimed: str, rule: str, reason: str, deviations=()) -> Outcom
 _EXPERIMENTS: dict[str, Callable[[RunContext], Outcome]] = {}
 
 
-def experiment(claim_id: str):
-    """Register ``fn`` as the experiment for ``claim_id`` (an ID of CLAIMS.md)."""
+@dataclass(frozen=True)
+class Declaration:
+    """How a claim's experiment is judged, declared once with it."""
+
+    logic: str = "separate"  # "separate" statements, or "all-of" parts of one property
+    # True when the rule holds at any size (a ratio that does not depend on n, a property for every input):
+    # a quick run at smaller sizes is then still judged. False: quick figures are reported unjudged.
+    quick_judged: bool = False
+
+    def __post_init__(self):
+        if self.logic not in LOGICS:
+            raise ValueError(f"logic={self.logic!r}; expected one of {LOGICS}")
+
+
+_DECLARATIONS: dict[str, Declaration] = {}
+
+
+def declaration(claim_id: str) -> Declaration:
+    return _DECLARATIONS.get(claim_id, Declaration())
+
+
+def experiment(claim_id: str, *, logic: str = "separate", quick_judged: bool = False):
+    """Register ``fn`` as the experiment for ``claim_id`` (an ID of the ledger).
+
+    `logic`: "separate" when the claim makes several statements (some hold, some fail -> partial);
+    "all-of" when its parts together define one property ("a rotation" keeps norms AND angles; "exact for
+    any n" must hold at every n): any decisive failure then fails the claim.
+    `quick_judged`: the rule is size-free, so a `--quick` run (smaller sizes) is still judged."""
     from reprobench.claims.ledger import CLAIM_TEXTS
 
     if claim_id not in CLAIM_TEXTS:
         raise ValueError(f"experiment({claim_id!r}): not a claim of the ledger; define it first with "
                          "reprobench.claims.claim(claim_id, text, source=...)")
 
+    declared = Declaration(logic=logic, quick_judged=quick_judged)
+
     def decorate(fn: Callable[[RunContext], Outcome]) -> Callable[[RunContext], Outcome]:
         if claim_id in _EXPERIMENTS and _EXPERIMENTS[claim_id] is not fn:
             raise ValueError(f"claim {claim_id} has two experiments")
         _EXPERIMENTS[claim_id] = fn
+        _DECLARATIONS[claim_id] = declared
         return fn
 
     return decorate

@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from reprobench.claims.experiment import Outcome, RunContext, load_experiments
+from reprobench.claims.experiment import DECIDED_VERDICTS, Outcome, RunContext, declaration, load_experiments
 from reprobench.claims.ledger import CLAIM_TEXTS
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,22 @@ def _run(ids, experiments, ctx, progress) -> list[dict]:
         else:
             try:
                 torch.set_num_threads(MEASURE_THREADS)  # every experiment starts pinned, whatever the last one did
+                object.__setattr__(ctx, "quick_read", False)
                 outcome = fn(ctx)
                 if not isinstance(outcome, Outcome):
                     raise TypeError(f"experiment returned {type(outcome).__name__}, expected an Outcome")
+                declared = declaration(claim_id)
+                outcome.with_logic(declared.logic)
                 result = entry(claim_id, outcome, time.perf_counter() - start)
+                result["logic"] = declared.logic
+                if (object.__getattribute__(ctx, "quick") and getattr(ctx, "quick_read", False)
+                        and not declared.quick_judged and outcome.verdict in DECIDED_VERDICTS):
+                    # A quick run measured this claim at other sizes than its rule speaks of: its figures are
+                    # shown, its verdict withheld, so a quick report never contradicts a full one.
+                    result["quick_verdict_withheld"] = outcome.verdict
+                    result["verdict"] = "unjudged"
+                    result["unjudged_reason"] = ("--quick measured this claim at smaller sizes or fewer repeats "
+                                                 "than its rule speaks of; run without --quick to judge it")
                 stamp_figures(ctx.figures_dir, outcome.figures, claim_id, outcome.verdict)
             except Exception as exc:  # a crashed experiment is a visible result, not a lost report
                 log.exception("experiment %s raised", claim_id)

@@ -331,16 +331,26 @@ def decide(quantity: str, estimate: Estimate | float | int | bool, *, at_least: 
                     note="; ".join(notes), extra=dict(extra or {}))
 
 
-def combine_outcomes(outcomes: Sequence[str]) -> str:
+def combine_outcomes(outcomes: Sequence[str], logic: str = "separate") -> str:
     """A claim's verdict from its parts' outcomes (holds / fails / partial / inconclusive).
 
-    Decisive parts decide as before: all hold -> holds, all fail -> fails, a mix -> partial. A part that
-    is inconclusive keeps the claim from `holds` (all decisive parts hold -> inconclusive), but not
-    from `fails`/`partial`: a decisive failure is a failure whatever the undecided parts would say.
+    logic="separate" (the claim makes several statements): all hold -> holds, all fail -> fails, a mix
+    -> partial. An inconclusive part keeps the claim from `holds` (all decisive parts hold ->
+    inconclusive), but not from `fails`/`partial`: a decisive failure is a failure whatever the
+    undecided parts would say.
+    logic="all-of" (the parts together define one property: "a rotation" keeps norms and angles, "exact
+    for any n" holds at every n): any decisive failure fails the claim; otherwise an undecided part
+    leaves it inconclusive; it holds only when every part holds.
     """
+    if logic not in ("separate", "all-of"):
+        raise ValueError(f"combine_outcomes: logic must be 'separate' or 'all-of', got {logic!r}")
     parts = [o for o in outcomes if o in ("holds", "fails", "partial", "inconclusive")]
     if not parts:
         return "inconclusive"
+    if logic == "all-of":
+        if any(o in ("fails", "partial") for o in parts):
+            return "fails"
+        return "holds" if all(o == "holds" for o in parts) else "inconclusive"
     decisive = [o for o in parts if o != "inconclusive"]
     if not decisive:
         return "inconclusive"
@@ -361,7 +371,8 @@ def sample_ratio_until_decided(measure_round: Callable[[], tuple[float, float]],
                                at_least: float | None = None, at_most: float | None = None,
                                between: tuple[float, float] | None = None, confidence: float = CONFIDENCE,
                                min_rounds: int = MIN_ROUNDS, max_looks: int = MAX_LOOKS,
-                               budget_s: float = 30.0, clock: Callable[[], float] = time.perf_counter
+                               budget_s: float = 30.0, clock: Callable[[], float] = time.perf_counter,
+                               rounds_in: str = ""
                                ) -> tuple[Decision, list[tuple[float, float]]]:
     """Decide baseline/candidate from paired rounds, adding rounds while the interval straddles the rule.
 
@@ -370,6 +381,9 @@ def sample_ratio_until_decided(measure_round: Callable[[], tuple[float, float]],
     (Bonferroni), so stopping at the first decisive look keeps the error rate at most α overall.
     Rounds stop early when `budget_s` is spent (the last look is then taken on what was measured).
     Returns the decision (rounds, seconds and budget recorded in `extra`) and every round's times.
+
+    The rounds must be independent samples of what a rerun would measure: `rounds_in` says how they ran
+    (timing.decide_speedup runs each in a fresh worker process) and is recorded with the decision.
     """
     if min_rounds < 2:
         raise ValueError(f"min_rounds must be >= 2, got {min_rounds}")
@@ -391,6 +405,8 @@ def sample_ratio_until_decided(measure_round: Callable[[], tuple[float, float]],
                 break
         estimate = ratio_from_rounds([b for b, _ in rounds], [c for _, c in rounds], per_look)
         extra = {"rounds": len(rounds), "looks": look, "seconds": round(clock() - start, 3), "budget_s": budget_s}
+        if rounds_in:
+            extra["rounds_in"] = rounds_in
         decision = decide(quantity, estimate, at_least=at_least, at_most=at_most, between=between, extra=extra)
         if decision.outcome != "inconclusive" or out_of_budget:
             if decision.outcome == "inconclusive":
@@ -416,3 +432,48 @@ def flag_noisy(decision: Decision, timings: dict) -> Decision:
     if not noisy:
         return decision
     return _with_note(decision, "noisy: " + ", ".join(noisy))
+
+
+# --- samples that are whole runs (seeds, training runs) -------------------------------------------------
+
+def sample_mean_until_decided(draw: Callable[[int], float], *, quantity: str, at_least: float | None = None,
+                              at_most: float | None = None, between: tuple[float, float] | None = None,
+                              confidence: float = CONFIDENCE, min_samples: int = 3, max_looks: int = MAX_LOOKS,
+                              budget_s: float = 60.0, clock: Callable[[], float] = time.perf_counter
+                              ) -> tuple[Decision, list[float]]:
+    """Decide the mean of independent runs (`draw(i)` runs seed i and returns its value), adding runs while
+    the Student-t interval straddles the rule.
+
+    A seed is a sample like a worker process is: a fixed seed count leaves a claim near its rule
+    inconclusive for want of runs, not of evidence. Looks happen at min_samples, 2x, 4x runs, each at
+    1 - α/looks (Bonferroni); runs stop early when `budget_s` is spent (the look is then taken on what
+    was run). The decision records the runs used and the budget.
+    """
+    if min_samples < 2:
+        raise ValueError(f"min_samples must be >= 2 (a t interval needs two runs), got {min_samples}")
+    if max_looks < 1:
+        raise ValueError(f"max_looks must be >= 1, got {max_looks}")
+    if budget_s <= 0:
+        raise ValueError(f"budget_s must be > 0, got {budget_s}")
+    per_look = 1.0 - (1.0 - confidence) / max_looks
+    values: list[float] = []
+    start = clock()
+    decision = None
+    for look, target in enumerate(_looks(min_samples, max_looks), start=1):
+        out_of_budget = False
+        while len(values) < target:
+            values.append(float(draw(len(values))))
+            if clock() - start > budget_s and len(values) >= min_samples:
+                out_of_budget = True
+                break
+        estimate = mean_interval(values, per_look)
+        extra = {"runs": len(values), "looks": look, "seconds": round(clock() - start, 3), "budget_s": budget_s}
+        decision = decide(quantity, estimate, at_least=at_least, at_most=at_most, between=between, extra=extra)
+        if decision.outcome != "inconclusive" or out_of_budget:
+            if decision.outcome == "inconclusive":
+                decision = _with_note(decision, f"undecided after {len(values)} runs: time budget {budget_s:g} s spent")
+            break
+    else:
+        if decision is not None and decision.outcome == "inconclusive":
+            decision = _with_note(decision, f"undecided after {len(values)} runs ({max_looks} looks): run budget spent")
+    return decision, values

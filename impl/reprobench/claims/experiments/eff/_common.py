@@ -12,10 +12,12 @@ import torch
 from torch.utils.benchmark.utils.common import set_torch_threads
 
 from reprobench.measure import Decision, Timing, count_flops, fake_peak_tensor_bytes
-from reprobench.measure import stats
+from reprobench.measure import stats, workers
+from reprobench.measure.timing import synchronize as _sync
 from reprobench.measure.stats import min_estimate  # noqa: F401  (the family imports it from here)
 
 HEAD_DIM = 64  # the document's examples: dim 768, 12 heads
+WARM_IN_WORKER_UNDER_S = 1.0  # a worker warms a callable before timing it when one call is shorter than this
 
 
 def _fake(make_call, flops: bool = True):
@@ -46,11 +48,6 @@ def _qkv(n, heads, g, requires_grad=False, device=None):
 
 
 # --- decisions ---------------------------------------------------------------------------------------
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
 
 def _measure_seconds(fn: Callable[[], object], number: int, device: torch.device) -> float:
     """Seconds per call of `fn` over `number` back-to-back calls (device-synchronised)."""
@@ -90,7 +87,8 @@ def decide_time_ratio(numerators: Mapping[str, Callable[[], object]], denominato
     """Decide (time of the fastest numerator) / (time of the fastest denominator) from paired rounds.
 
     Each round times every callable once, one after the other, so a slow moment of the machine hits the
-    whole round and the round's ratio is one sample; rounds are added while undecided
+    whole round and the round's ratio is one sample; every round runs in a fresh worker process
+    (reprobench.measure.workers), and rounds are added while undecided
     (stats.sample_ratio_until_decided: 7, 14, 28 rounds, Bonferroni, `budget_s`). With one callable on
     each side this is the plain speedup decide_speedup makes; the groups express "faster than all of
     these" as one quantity. A round times each callable over a fixed count of calls chosen at warm-up to
@@ -106,21 +104,38 @@ def decide_time_ratio(numerators: Mapping[str, Callable[[], object]], denominato
     if min_run_time <= 0:
         raise ValueError(f"min_run_time must be > 0, got {min_run_time}")
     callables = {**numerators, **denominators}
+    in_process = measure is not None  # an injected clock (tests) measures in this process
     if measure is None:
         def measure(fn, number):
             return _measure_seconds(fn, number, device)
     with set_torch_threads(threads):
-        numbers = {name: _calls_per_round(fn, min_run_time, measure) for name, fn in callables.items()}
-        times: dict[str, list[float]] = {name: [] for name in callables}
+        warm_up = {name: measure(fn, 1) for name, fn in callables.items()}
+    numbers = {name: max(1, math.ceil(min_run_time / max(seconds, 1e-9))) for name, seconds in warm_up.items()}
 
-        def measure_round() -> tuple[float, float]:
+    def timed_round() -> dict[str, float]:
+        # In a fresh worker: warm what is cheap to warm (a multi-second layer's lazy start-up is small beside
+        # it, and warming it would double the round), then time every callable once, back to back.
+        with set_torch_threads(threads):
             for name, fn in callables.items():
-                times[name].append(measure(fn, numbers[name]))
-            return (min(times[name][-1] for name in numerators), min(times[name][-1] for name in denominators))
+                if warm_up[name] < WARM_IN_WORKER_UNDER_S:
+                    fn()
+            return {name: measure(fn, numbers[name]) for name, fn in callables.items()}
 
-        decision, _ = stats.sample_ratio_until_decided(measure_round, quantity=quantity, at_least=at_least,
-                                                       at_most=at_most, between=between, budget_s=budget_s,
-                                                       clock=clock)
+    if in_process:
+        run_once, how = timed_round, ""
+    else:
+        run_once, how = workers.per_process(timed_round)
+    times: dict[str, list[float]] = {name: [] for name in callables}
+
+    def measure_round() -> tuple[float, float]:
+        result = run_once()
+        for name in callables:
+            times[name].append(result[name])
+        return (min(result[name] for name in numerators), min(result[name] for name in denominators))
+
+    decision, _ = stats.sample_ratio_until_decided(measure_round, quantity=quantity, at_least=at_least,
+                                                   at_most=at_most, between=between, budget_s=budget_s,
+                                                   clock=clock, rounds_in=how)
 
     def summarise(values: list[float]) -> Timing:
         quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3

@@ -1,0 +1,198 @@
+"""Timed rounds in fresh worker processes: the process, not the round, is the unit of a timed sample.
+
+What a process fixes once -- where the allocator placed the inputs and weights, the page mapping of
+those tensors, the state of the allocator and of the thread pool -- never varies between rounds run
+inside it, so an interval over one process's rounds describes that process, not the code: measured
+here, 11.5% of same-quantity 95% interval pairs from separate runs did not overlap, against about 0.6%
+for calibrated intervals. pyperf spawns 20 worker processes for the same reason, and asv's `rounds`
+are processes.
+
+Each round therefore runs in a worker forked from a clean fork server: one interpreter, exec'd once
+per run, that imports torch and never computes, so a worker starts in milliseconds, its start-up is
+never on the clock, and its thread pool is fresh (forking a process whose OpenMP pool has run would
+hang a multi-threaded worker). A worker:
+- rebuilds every tensor and module the timed callables capture (they are sent with cloudpickle), so
+  inputs and weights land at new addresses and on new pages;
+- first allocates a spacer of random size, so the rebuilt tensors do not fall in the same place in
+  every worker;
+- has its own allocator state and thread pool, and warms up before it times.
+What a worker does NOT re-randomize: the fork server's address layout (ASLR) and string hash seed are
+shared by the workers of one run (they differ from run to run). A fork cannot re-draw them; an exec
+per round would cost an interpreter and a torch import (seconds) per sample.
+
+A callable that cannot be pickled (a torch.compile'd function, a weakref) runs in this process; the
+decision's method then says so, and its interval covers only what varies within one process.
+`REPROBENCH_WORKERS=0` forces in-process rounds (for debugging a timed callable with pdb).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+IN_WORKERS = "one fresh worker process per round"
+IN_PROCESS = "all rounds in this process"
+SPACER_MAX_BYTES = 8 << 20  # the random spacer: up to 8 MiB shifts every later allocation, mmap'd ones included
+
+_lock = threading.Lock()
+_server: "subprocess.Popen | None" = None
+_forced_in_process: list[bool] = []
+
+
+class WorkerError(RuntimeError):
+    """A timed round failed inside its worker process; the message carries the worker's traceback."""
+
+
+def workers_enabled() -> bool:
+    if _forced_in_process:
+        return not _forced_in_process[-1]
+    return os.environ.get("REPROBENCH_WORKERS", "1") != "0" and hasattr(os, "fork")
+
+
+@contextmanager
+def in_process_rounds(enabled: bool = True) -> Iterator[None]:
+    """Run every round in this process inside the block (tests of the statistics, debugging)."""
+    _forced_in_process.append(enabled)
+    try:
+        yield
+    finally:
+        _forced_in_process.pop()
+
+
+# --- the fork server (runs in its own interpreter) ---------------------------------------------------
+
+def _read_message(stream) -> bytes | None:
+    header = stream.read(8)
+    if len(header) < 8:
+        return None
+    size = int.from_bytes(header, "little")
+    data = stream.read(size)
+    return data if len(data) == size else None
+
+
+def _write_message(stream, data: bytes) -> None:
+    stream.write(len(data).to_bytes(8, "little"))
+    stream.write(data)
+    stream.flush()
+
+
+def _run_task(payload: bytes) -> bytes:
+    """In a worker: spacer, rebuild the task from its pickle, run it; the pickled ("ok"|"error", value)."""
+    import cloudpickle
+    import torch
+
+    try:
+        spacer = torch.empty(random.SystemRandom().randrange(0, SPACER_MAX_BYTES), dtype=torch.uint8)
+        task = cloudpickle.loads(payload)
+        result = ("ok", task())
+        del spacer, task
+    except BaseException as exc:  # the parent re-raises it with this process's traceback
+        result = ("error", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    try:
+        return pickle.dumps(result)
+    except Exception as exc:  # an unpicklable result is the task's bug: say so instead of hanging the parent
+        return pickle.dumps(("error", f"the round's result could not be sent back: {exc!r}"))
+
+
+def serve() -> None:
+    """The fork server's loop: read a task, fork a worker to run it, send back what the worker wrote."""
+    requests = os.fdopen(os.dup(0), "rb")
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a timed callable that prints writes to stderr, never into the protocol
+    import cloudpickle  # noqa: F401  (loaded once here, inherited by every worker)
+    import torch  # noqa: F401
+    import torch.utils.benchmark  # noqa: F401
+
+    while True:
+        payload = _read_message(requests)
+        if payload is None:
+            return
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            with os.fdopen(write_end, "wb") as out:
+                out.write(_run_task(payload))
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as source:
+            data = source.read()
+        _, status = os.waitpid(pid, 0)
+        if not data:
+            data = pickle.dumps(("error", f"worker process died without a result (wait status {status})"))
+        _write_message(replies, data)
+
+
+# --- the parent's side ---------------------------------------------------------------------------------
+
+def _start_server() -> subprocess.Popen:
+    env = dict(os.environ)
+    env.pop("PYTHONHASHSEED", None)  # each run's server draws its own hash seed
+    # The parent's import path, so a callable pickled by reference (a test module's function) imports there.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return subprocess.Popen([sys.executable, "-c", "from reprobench.measure.workers import serve; serve()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+
+def _run_in_worker(payload: bytes) -> Any:
+    global _server
+    with _lock:
+        if _server is None or _server.poll() is not None:
+            _server = _start_server()
+        server = _server
+        try:
+            _write_message(server.stdin, payload)
+            reply = _read_message(server.stdout)
+        except BaseException:
+            server.kill()  # a half-sent task or half-read reply leaves the protocol out of step
+            _server = None
+            raise
+        if reply is None:
+            _server = None
+            raise WorkerError(f"the fork server exited (code {server.poll()}) without a result")
+    status, value = pickle.loads(reply)
+    if status != "ok":
+        raise WorkerError("a timed round failed in its worker process:\n" + value)
+    return value
+
+
+def shutdown() -> None:
+    """Stop the fork server (it also stops by itself when this process exits and its stdin closes)."""
+    global _server
+    with _lock:
+        if _server is not None and _server.poll() is None:
+            _server.stdin.close()
+            _server.wait(10)
+        _server = None
+
+
+def per_process(task: Callable[[], T]) -> tuple[Callable[[], T], str]:
+    """(run_once, how): every call of `run_once()` runs `task()` in a fresh worker and returns its result.
+
+    `task` is pickled once here; each worker rebuilds it, so every call gets fresh copies of the
+    tensors it captures. When the task cannot be pickled, or workers are disabled, `run_once` is `task`
+    itself and `how` says why -- the decision records it in its method.
+    """
+    if not workers_enabled():
+        return task, IN_PROCESS + " (worker processes disabled)"
+    import cloudpickle
+
+    try:
+        payload = cloudpickle.dumps(task)
+    except Exception as exc:
+        return task, f"{IN_PROCESS} (the timed callables cannot be sent to a worker: {type(exc).__name__}: {exc})"
+
+    def run_once() -> T:
+        return _run_in_worker(payload)
+
+    return run_once, IN_WORKERS
