@@ -74,18 +74,30 @@ def test_verify_prints_what_changed_against_the_report_it_replaces(tmp_path):
     assert "EFF-01  holds -> fails  REGRESSION" in changed.stdout
 
 
-def test_ctrl_c_exits_130_with_one_line_and_leaves_no_debris(tmp_path):
+def _default_signal_dispositions():
+    """In the child, before exec: SIGINT and SIGTERM as a shell gives them to a foreground command. A test run
+    started with SIGINT ignored (nohup, a background job, some CI runners) would otherwise hand that on, and
+    the child's Python would keep ignoring the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then installs its KeyboardInterrupt handler at startup
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("signum,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_exits_130_with_one_line_and_leaves_no_debris(tmp_path, signum, code, word):
+    """Ctrl-C (SIGINT) and a cancelled CI job (SIGTERM) end verify the same way: one line, 128 + the signal,
+    the last good report untouched, no scratch directory left."""
     assert run("verify", "--only", "DW-01", "--out", str(tmp_path)).returncode == 0
     good = (tmp_path / "claims.json").read_text()
     (tmp_path / ".figures-999999999-stale").mkdir()  # left by a run that died long ago
     proc = subprocess.Popen([sys.executable, str(DRIVER), "verify", "--only", "EFF-01", "--out", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "FAKE_SLEEP": "1"})
+                            env={**os.environ, "FAKE_SLEEP": "1"}, preexec_fn=_default_signal_dispositions)
     assert proc.stdout.readline().strip() == "started"
-    proc.send_signal(signal.SIGINT)
+    assert [p for p in tmp_path.glob(".figures-*") if "999999999" not in p.name], "the run has its scratch directory"
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert len(err.strip().splitlines()) == 1 and "interrupted" in err and "Traceback" not in err
+    assert proc.returncode == code, (proc.returncode, err)
+    assert len(err.strip().splitlines()) == 1 and word in err and "Traceback" not in err, err
     assert (tmp_path / "claims.json").read_text() == good
     assert not list(tmp_path.glob(".figures-*")), list(tmp_path.iterdir())
 

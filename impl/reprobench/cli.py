@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -96,14 +98,16 @@ def _verify(args) -> int:
     environment["fingerprint"] = machine_fingerprint(environment)
     scratch = scratch_figures_dir(out_dir)
     try:
-        entries = _run_with_progress(ids, args, scratch, run_claims)
-    except KeyboardInterrupt:
+        with _sigterm_as_interrupt():
+            entries = _run_with_progress(ids, args, scratch, run_claims)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the same clean-up, 128 + the signal
         import shutil
 
         shutil.rmtree(scratch, ignore_errors=True)
         remove_stale_scratch(out_dir)
-        print("reprobench verify: interrupted; no report written, the last good one is unchanged", file=sys.stderr)
-        return 130
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"reprobench verify: {how}; no report written, the last good one is unchanged", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     generated_at = now_iso()
     run_id = f"{generated_at}-{environment['git_commit'][:8]}"
     report = build_report(entries, previous=previous if args.only else None, environment=environment,
@@ -123,6 +127,32 @@ def _verify(args) -> int:
         print(f"experiments that raised: {', '.join(errors)} (see claims.json)", file=sys.stderr)
         return 1
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cancelled CI job, `kill`), raised where the run is so it unwinds as Ctrl-C does."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While the claims run, SIGTERM raises Terminated instead of killing the process mid-write, so the scratch
+    figures are removed and the message is one line. A SIGTERM the parent chose to ignore stays ignored."""
+    def terminate(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous == signal.SIG_IGN:
+            yield
+            return
+        signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_with_progress(ids, args, scratch, run_claims):
@@ -288,9 +318,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"reprobench {args.command}: {exc}", file=sys.stderr)
                 return 2
         return args.func(args)
-    except KeyboardInterrupt:  # Ctrl-C: one line and the conventional 128 + SIGINT, not a traceback
-        print(f"reprobench {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line and the conventional 128 + SIGINT, not a traceback
+        terminated = isinstance(exc, Terminated)
+        print(f"reprobench {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
 
 
 if __name__ == "__main__":
