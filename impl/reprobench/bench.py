@@ -463,7 +463,7 @@ def run_bench(pattern: str, sizes: list[int] | None = None, device: str = "cpu",
     _print(f"{len(plan)} case{'s' * (len(plan) != 1)} in {_elapsed(time.perf_counter() - start)}: {skips} implementations skipped, "
            f"{mismatches} mismatches, {errors} errors")
     if out:
-        from reprobench.claims.report import atomic_write_text
+        from reprobench.io import atomic_write_text
         from reprobench.measure import fingerprint
 
         rules = {"memory_fraction": memory_fraction, "max_call_seconds": max_call_seconds}

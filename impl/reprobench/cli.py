@@ -11,23 +11,72 @@ from pathlib import Path
 DEFAULT_OUT = Path("reports")
 
 
+LIST_WIDTH = 100  # `reprobench list` fits a 100-column terminal or log; long cells wrap
+
+
 def _list(args) -> int:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
+    from reprobench.claims.declarative import ClaimFileError, parse_claim_file
     from reprobench.registry import list_components
 
-    table = Table(title="registered components")
-    for column in ("name", "claims", "dtypes", "backward", "exponents (time / memory)", "description"):
-        table.add_column(column)
-    for spec in list_components(args.pattern):
-        exps = f"{dict(spec.time_exponent or {})} / {dict(spec.memory_exponent or {})}"
-        table.add_row(spec.name, ", ".join(spec.claims), ", ".join(str(d).replace("torch.", "") for d in spec.dtypes),
-                      "yes" if spec.supports_backward else "no", exps, spec.description)
-    # Not a terminal (piped, captured): print full-width rows instead of truncating names.
-    console = Console() if sys.stdout.isatty() else Console(width=240)
+    try:
+        declared = [c for path in args.claims for c in parse_claim_file(path)]
+    except ClaimFileError as exc:
+        print(f"reprobench list: {exc}", file=sys.stderr)
+        return 2
+    specs = list_components(args.pattern)
+    table = Table(title="registered components", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("claims", ratio=2)
+    table.add_column("dtypes", no_wrap=True)
+    table.add_column("bwd", no_wrap=True)
+    table.add_column("time exp", no_wrap=True)
+    table.add_column("mem exp", no_wrap=True)
+    table.add_column("description", ratio=3)
+    claims = _component_claims(list_components(), declared)
+    for spec in specs:
+        dtypes = " ".join(str(d).replace("torch.", "").replace("float", "f").replace("bf", "bf") for d in spec.dtypes)
+        table.add_row(spec.name, ", ".join(claims[spec.name]) or "-", dtypes, "yes" if spec.supports_backward else "no",
+                      _exponents(spec.time_exponent), _exponents(spec.memory_exponent), spec.description)
+    console = Console(width=min(Console().width, LIST_WIDTH) if sys.stdout.isatty() else LIST_WIDTH)
     console.print(table)
+    console.print("exp: expected log-log exponent in the size, reference -> optimized. Claims: the spec's own, those "
+                  "its plugin module defines, and those of --claims files naming it.", style="dim")
     return 0
+
+
+def _exponents(exps) -> str:
+    if not exps:
+        return "-"
+    ref, opt = exps.get("reference"), exps.get("optimized")
+    if ref is not None and opt is not None:
+        return f"{ref:g} -> {opt:g}"
+    return ", ".join(f"{k[:3]} {v:g}" for k, v in exps.items())
+
+
+def _component_claims(specs, declared) -> dict[str, list[str]]:
+    """Claim IDs per component: listed on its spec; defined by the plugin module that registered it (when that
+    module registered no other component, so the claim can only be about this one); and declared claims (TOML)
+    whose `component` it is."""
+    from reprobench.claims.ledger import BUILTIN_CLAIM_IDS, _DEFINED_BY
+    from reprobench.registry import _origin
+
+    by_module: dict[str, list[str]] = {}
+    for spec in specs:
+        by_module.setdefault(_origin(spec), []).append(spec.name)
+    claims = {spec.name: list(spec.claims) for spec in specs}
+    for claim_id, module in _DEFINED_BY.items():
+        owners = by_module.get(module, [])
+        if claim_id not in BUILTIN_CLAIM_IDS and len(owners) == 1 and claim_id not in claims[owners[0]]:
+            claims[owners[0]].append(claim_id)
+    for item in declared:
+        name = item.fields.get("component")
+        if name in claims and item.id not in claims[name]:
+            claims[name].append(item.id)
+    return claims
 
 
 def _check_device(device: str) -> str | None:
@@ -235,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="print the component registry")
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'attention.*'")
+    p.add_argument("--claims", action="append", default=[], metavar="FILE.toml",
+                   help="also show the claims of this TOML claim file beside the components they name (repeatable)")
     p.set_defaults(func=_list)
 
     p = sub.add_parser("verify", help="run the claim experiments and write reports/")
@@ -248,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="what changed between two reports; exit 1 when a claim stops holding",
                        description="Compare two reports (directories or claims.json files): verdict changes, "
-                                   "measured quantities whose intervals do not overlap, environment differences. "
+                                   "measured quantities that changed beyond both runs' uncertainty and a 10% noise "
+                                   "floor, environment differences. "
                                    "Exit 1 when a claim moves from holds to fails or partial (a CI gate), else 0.")
     p.add_argument("old", help="the earlier report: a directory holding claims.json, or the file")
     p.add_argument("new", help="the later report")
@@ -297,7 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--implementation", choices=("optimized", "reference"), default="optimized")
     p.add_argument("--backward", action="store_true", help="profile forward + backward")
     p.set_defaults(func=_profile)
-    for name in ("list", "verify", "bench", "profile"):
+    from reprobench.doctor import add_doctor_parser  # imports nothing heavy
+
+    add_doctor_parser(sub)
+    from reprobench.calibrate import add_calibrate_parser  # imports nothing heavy
+
+    add_calibrate_parser(sub)
+    for name in ("list", "verify", "bench", "profile", "calibrate"):
         sub.choices[name].add_argument(
             "--plugin", action="append", default=[], metavar="MODULE",
             help="import MODULE first: it registers its own components and claims (repeatable); installed "

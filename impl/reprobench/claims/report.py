@@ -24,30 +24,12 @@ from reprobench.claims.experiment import VERDICTS
 SCHEMA = 2
 
 
+from reprobench.io import atomic_write_text  # noqa: E402,F401  (writers import it from here too)
+
+
 class ReportError(ValueError):
     """A report that cannot be read: the message is one line a user can act on."""
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def report_path(location: Path) -> Path:
