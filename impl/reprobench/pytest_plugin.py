@@ -36,6 +36,9 @@ def pytest_addoption(parser):
                          "shell pattern, e.g. 'acme.*' (off unless given)")
     group.addoption("--reprobench-plugin", action="append", default=[], metavar="MODULE",
                     help="import this reprobench plugin module first; it registers its components (repeatable)")
+    group.addoption("--reprobench-device", metavar="DEVICE", default=None,
+                    help="run the device-dependent generated tests on this device only (e.g. cuda); default: the CPU, "
+                         "plus CUDA where available")
     group.addoption("--reprobench-strict-hygiene", action="store_true", default=False,
                     help="fail on input-hygiene findings of plugin components (derived bad inputs, declared error "
                          "inputs) instead of listing them in a table; reprobench's own components are always strict")
@@ -64,11 +67,15 @@ def pytest_configure(config):
     from reprobench.testing import checks, test_components
 
     checks.PYTEST_ROOTDIR = str(config.rootpath)
+    device = config.getoption("reprobench_device")
+    if device is not None:
+        test_components.DEVICES[:] = [device]  # read when the tests are parametrized, after this hook
     loaded_as = config.pluginmanager.get_name(sys.modules[__name__])
     checks.RERUN_OPTIONS = (*(("-p", loaded_as) if loaded_as != ENTRY_POINT_NAME else ()),
                             "--reprobench-components", pattern,
                             *(arg for module in plugins for arg in ("--reprobench-plugin", module)),
-                            *(("--reprobench-strict-hygiene",) if config.getoption("reprobench_strict_hygiene") else ()))
+                            *(("--reprobench-strict-hygiene",) if config.getoption("reprobench_strict_hygiene") else ()),
+                            *(("--reprobench-device", device) if device is not None else ()))
     module = Path(test_components.__file__).resolve()
     if not any(Path(arg.split("::", 1)[0]).resolve() in (module, module.parent) for arg in config.args):
         # Its directory, not the file: a file outside the rootdir would get the node id '' (`::test_x[...]`),

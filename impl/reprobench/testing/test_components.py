@@ -143,7 +143,9 @@ def pytest_generate_tests(metafunc):
 
 
 def _samples(spec, device, dtype, size, generator):
-    samples = spec.sample_inputs(size, torch.device(device), dtype, generator)
+    from reprobench.registry import draw_inputs  # the one rule: drawn on the CPU generator, then moved
+
+    samples = draw_inputs(spec, size, device, dtype, generator)
     assert samples, f"{spec.name}: sample_inputs({size}) returned no samples"
     return samples
 
