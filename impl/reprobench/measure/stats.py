@@ -442,13 +442,28 @@ def sample_mean_until_decided(draw: Callable[[int], float], *, quantity: str, at
                               budget_s: float = 60.0, clock: Callable[[], float] = time.perf_counter
                               ) -> tuple[Decision, list[float]]:
     """Decide the mean of independent runs (`draw(i)` runs seed i and returns its value), adding runs while
-    the Student-t interval straddles the rule.
+    the Student-t interval straddles the rule (one rule; see sample_means_until_decided)."""
+    rule = {"at_least": at_least, "at_most": at_most, "between": between}
+    decisions, values = sample_means_until_decided(draw, {quantity: rule}, confidence=confidence,
+                                                   min_samples=min_samples, max_looks=max_looks, budget_s=budget_s,
+                                                   clock=clock)
+    return decisions[0], values
+
+
+def sample_means_until_decided(draw: Callable[[int], float], rules: dict[str, dict], *,
+                               confidence: float = CONFIDENCE, min_samples: int = 3, max_looks: int = MAX_LOOKS,
+                               budget_s: float = 60.0, clock: Callable[[], float] = time.perf_counter
+                               ) -> tuple[list[Decision], list[float]]:
+    """Decide the mean of independent runs against one or more rules (quantity -> decide() keywords),
+    adding runs while any decision is inconclusive.
 
     A seed is a sample like a worker process is: a fixed seed count leaves a claim near its rule
     inconclusive for want of runs, not of evidence. Looks happen at min_samples, 2x, 4x runs, each at
     1 - α/looks (Bonferroni); runs stop early when `budget_s` is spent (the look is then taken on what
-    was run). The decision records the runs used and the budget.
+    was run). Each decision records the runs used and the budget.
     """
+    if not rules:
+        raise ValueError("rules: need at least one quantity to decide")
     if min_samples < 2:
         raise ValueError(f"min_samples must be >= 2 (a t interval needs two runs), got {min_samples}")
     if max_looks < 1:
@@ -458,7 +473,7 @@ def sample_mean_until_decided(draw: Callable[[int], float], *, quantity: str, at
     per_look = 1.0 - (1.0 - confidence) / max_looks
     values: list[float] = []
     start = clock()
-    decision = None
+    decisions: list[Decision] = []
     for look, target in enumerate(_looks(min_samples, max_looks), start=1):
         out_of_budget = False
         while len(values) < target:
@@ -468,12 +483,13 @@ def sample_mean_until_decided(draw: Callable[[int], float], *, quantity: str, at
                 break
         estimate = mean_interval(values, per_look)
         extra = {"runs": len(values), "looks": look, "seconds": round(clock() - start, 3), "budget_s": budget_s}
-        decision = decide(quantity, estimate, at_least=at_least, at_most=at_most, between=between, extra=extra)
-        if decision.outcome != "inconclusive" or out_of_budget:
-            if decision.outcome == "inconclusive":
-                decision = _with_note(decision, f"undecided after {len(values)} runs: time budget {budget_s:g} s spent")
+        decisions = [decide(quantity, estimate, extra=extra, **rule) for quantity, rule in rules.items()]
+        undecided = any(d.outcome == "inconclusive" for d in decisions)
+        if not undecided:
             break
-    else:
-        if decision is not None and decision.outcome == "inconclusive":
-            decision = _with_note(decision, f"undecided after {len(values)} runs ({max_looks} looks): run budget spent")
-    return decision, values
+        if out_of_budget or look == max_looks:
+            why = (f"time budget {budget_s:g} s spent" if out_of_budget else f"{max_looks} looks: run budget spent")
+            decisions = [_with_note(d, f"undecided after {len(values)} runs: {why}") if d.outcome == "inconclusive"
+                         else d for d in decisions]
+            break
+    return decisions, values

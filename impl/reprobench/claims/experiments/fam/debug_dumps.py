@@ -16,7 +16,7 @@ RULE = ("counts (deterministic), two decisions: dump steps missing or extra agai
         "-> holds, all fail -> fails, else partial")
 
 
-@experiment("FAM-04")
+@experiment("FAM-04", logic="all-of")  # one property: a dump with the history, every interval
 def debug_dumps(ctx: RunContext) -> Outcome:
     from reprobench.optim.fam_reference import FAMOptimizer
 

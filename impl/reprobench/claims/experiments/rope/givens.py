@@ -23,7 +23,7 @@ RULE = (f"exact errors (float64, every dims in 2..12, all pairs i<j, θ on a gri
         f"d×d reference (interleaved rounds) is reported, not judged")
 
 
-@experiment("ROPE-03")
+@experiment("ROPE-03", logic="all-of")  # "gives Givens rotations" must hold for every dims, 3 included
 def givens_rotations(ctx: RunContext) -> Outcome:
     if reason := float64_unavailable(ctx):
         return not_checkable(CLAIMED, RULE, reason)

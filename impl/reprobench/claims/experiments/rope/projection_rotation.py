@@ -34,7 +34,7 @@ def _device(module) -> torch.device:
     return next(module.parameters()).device
 
 
-@experiment("ROPE-04")
+@experiment("ROPE-04", logic="all-of")  # "a true geometric rotation" keeps norms AND angles
 def projection_rotation(ctx: RunContext) -> Outcome:
     if reason := float64_unavailable(ctx):
         return not_checkable(CLAIMED, RULE, reason)

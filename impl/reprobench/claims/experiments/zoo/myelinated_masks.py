@@ -10,7 +10,7 @@ from reprobench.registry import make_generator
 ROW_SUM_TOLERANCE = 1e-5  # float32 rows of a softmax sum to 1 within this
 
 
-@experiment("ZOO-03")
+@experiment("ZOO-03", logic="all-of")  # rows sum to 1 over the unmasked keys: no weight on masked ones
 def myelinated_masks(ctx: RunContext) -> Outcome:
     from reprobench.attention.zoo.myelinated import MyelinatedLayer
 

@@ -11,7 +11,7 @@ from reprobench.registry import make_generator
 SKIPPED_SHARE_MIN = 0.05  # "skip unnecessary computation": more than 5% of the always-compute twin's FLOPs
 
 
-@experiment("ZOO-07")
+@experiment("ZOO-07", logic="all-of")  # "learn when to skip": skipping AND a gradient to learn it
 def skipped_computation(ctx: RunContext) -> Outcome:
     from reprobench.attention.zoo.integrated import IntegratedAttention
     from reprobench.attention.zoo.myelinated import MyelinatedLayer
