@@ -32,9 +32,15 @@ def run(*args: str, pythonpath: list[Path] = (), cwd: Path | None = None, timeou
 
 
 def test_plugin_module_lists_and_verifies_the_example(tmp_path):
-    listed = run("reprobench", "list", "acme.*", "--plugin", PLUGIN, pythonpath=[EXAMPLE_SRC])
+    listed = run("reprobench", "list", "acme.*", "--plugin", PLUGIN, "--claims", str(EXAMPLE / "claims.toml"),
+                 pythonpath=[EXAMPLE_SRC])
     assert listed.returncode == 0, listed.stderr
-    assert "acme.window_attention" in listed.stdout
+    row = listed.stdout.split("acme.window_attention", 1)[1]
+    # Its claims: the Python ones its plugin module defines, and the TOML ones naming it as their component.
+    assert "ACME-01" in row and "ACME-02" in row and "ACME-10" in row, listed.stdout
+    everything = run("reprobench", "list", "--plugin", PLUGIN, pythonpath=[EXAMPLE_SRC])
+    assert everything.returncode == 0 and "attention.dense" in everything.stdout
+    assert max(len(line) for line in everything.stdout.splitlines()) <= 100, everything.stdout
 
     out = tmp_path / "reports"
     verified = run("reprobench", "verify", "--quick", "--only", "ACME", "--claims", str(EXAMPLE / "claims.toml"),

@@ -15,9 +15,7 @@ LIST_WIDTH = 100  # `reprobench list` fits a 100-column terminal or log; long ce
 
 
 def _list(args) -> int:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
+    import textwrap
 
     from reprobench.claims.declarative import ClaimFileError, parse_claim_file
     from reprobench.registry import list_components
@@ -28,23 +26,24 @@ def _list(args) -> int:
         print(f"reprobench list: {exc}", file=sys.stderr)
         return 2
     specs = list_components(args.pattern)
-    table = Table(title="registered components", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("name", no_wrap=True)
-    table.add_column("claims", ratio=2)
-    table.add_column("dtypes", no_wrap=True)
-    table.add_column("bwd", no_wrap=True)
-    table.add_column("time exp", no_wrap=True)
-    table.add_column("mem exp", no_wrap=True)
-    table.add_column("description", ratio=3)
     claims = _component_claims(list_components(), declared)
+    name_width = max([len("name")] + [len(spec.name) for spec in specs])
+    fixed = f"{'':<{name_width}}  {'dtypes':<7}  bwd  time exp  mem exp  "
+    claims_width = max(LIST_WIDTH - len(fixed), 16)
+    print(f"{'name':<{name_width}}  {'dtypes':<7}  bwd  time exp  mem exp  claims")
     for spec in specs:
-        dtypes = " ".join(str(d).replace("torch.", "").replace("float", "f").replace("bf", "bf") for d in spec.dtypes)
-        table.add_row(spec.name, ", ".join(claims[spec.name]) or "-", dtypes, "yes" if spec.supports_backward else "no",
-                      _exponents(spec.time_exponent), _exponents(spec.memory_exponent), spec.description)
-    console = Console(width=min(Console().width, LIST_WIDTH) if sys.stdout.isatty() else LIST_WIDTH)
-    console.print(table)
-    console.print("exp: expected log-log exponent in the size, reference -> optimized. Claims: the spec's own, those "
-                  "its plugin module defines, and those of --claims files naming it.", style="dim")
+        dtypes = " ".join(str(d).replace("torch.", "").replace("float", "f") for d in spec.dtypes)
+        cells = (f"{spec.name:<{name_width}}  {dtypes:<7}  {'yes' if spec.supports_backward else 'no':<3}  "
+                 f"{_exponents(spec.time_exponent):<8}  {_exponents(spec.memory_exponent):<7}  ")
+        wrapped = textwrap.wrap(", ".join(claims[spec.name]) or "-", claims_width, break_on_hyphens=False)
+        print(cells + wrapped[0])
+        for more in wrapped[1:]:
+            print(" " * len(cells) + more)
+        for line in textwrap.wrap(spec.description, LIST_WIDTH - 4):
+            print("    " + line)
+    print(textwrap.fill(f"{len(specs)} component(s). exp: the expected log-log exponent of time and peak tensor bytes in "
+                        "the size, reference -> optimized. claims: the spec's own, those its plugin module defines, and "
+                        "those of --claims files naming it.", LIST_WIDTH))
     return 0
 
 
@@ -53,7 +52,7 @@ def _exponents(exps) -> str:
         return "-"
     ref, opt = exps.get("reference"), exps.get("optimized")
     if ref is not None and opt is not None:
-        return f"{ref:g} -> {opt:g}"
+        return f"{ref:g} -> {opt:g}"  # at most 8 columns for exponents such as 1.5
     return ", ".join(f"{k[:3]} {v:g}" for k, v in exps.items())
 
 
