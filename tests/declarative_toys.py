@@ -1,5 +1,7 @@
-"""Tiny components for the declarative-kind tests, registered by `registered()` (a context manager) under
-'toy.*' and removed again, so no other test's list_components() ever sees them.
+"""Tiny components for the declarative-kind tests, registered by `registered(log_dir)` (a context manager)
+under 'toy.*' and removed again, so no other test's list_components() ever sees them. Timed rounds may run
+in worker processes holding copies of the toys, so draws are counted in files under `log_dir` (`draws()`),
+which every process appends to.
 
 - toy.linear: y = x W^T + b; reference a plain matmul, optimized F.linear processed in `chunk` rows (the
   config key a `config_per_size` rule sets; every build's config is recorded in BUILDS).
@@ -7,7 +9,7 @@
 - toy.linear_double: another component returning 2 y, both twins (same shapes, other values).
 - toy.wrong: an optimized twin returning 1.5 y (a wrong answer at every input).
 - toy.late_wrong: an optimized twin that clamps its input to [-10, 10], so it is wrong only for the inputs
-  drawn after the second draw (they hold a 100): the per-round match check must catch it.
+  drawn after the second draw, in any process (they hold a 100): the per-round match check must catch it.
 - toy.scratch: a forward with an (n, n) temporary and an (n, 4) output: peak >> output (memory overhead).
 - toy.adamw, toy.lion: optimizer components (twins with make(params)); Lion keeps one moment, AdamW two.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +27,7 @@ from torch import nn
 from reprobench import ComponentSpec, Implementations, SampleInput, make_generator, register
 
 DIM = 4
-BUILDS: list[dict] = []  # every toy.linear build's config, in order
-DRAWS = {"toy.linear": 0, "toy.late_wrong": 0}  # how many times each toy's inputs were drawn
+BUILDS: list[dict] = []  # every toy.linear build's config, in order (builds happen in the test's process)
 
 
 class Linear(nn.Module):
@@ -60,12 +62,30 @@ def _linear_build(scale: float = 1.0, wrong_scale: float = 1.0, clamp: float | N
     return build
 
 
-def _linear_inputs(name: str | None = None, big_after: int | None = None):
+def _count_draw(log: Path | None) -> int:
+    """Append one line to `log` (any process) and return how many draws it now holds."""
+    if log is None:
+        return 0
+    with open(log, "a", encoding="ascii") as out:
+        out.write("draw\n")
+    return len(log.read_text(encoding="ascii").splitlines())
+
+
+def draws(log_dir: Path, name: str) -> int:
+    """How many times `name`'s inputs were drawn since `reset_draws`."""
+    log = Path(log_dir) / f"{name}.draws"
+    return len(log.read_text(encoding="ascii").splitlines()) if log.exists() else 0
+
+
+def reset_draws(log_dir: Path, name: str) -> None:
+    (Path(log_dir) / f"{name}.draws").unlink(missing_ok=True)
+
+
+def _linear_inputs(log: Path | None = None, big_after: int | None = None):
     def sample_inputs(n, device, dtype, generator):
-        if name:
-            DRAWS[name] += 1
+        count = _count_draw(log)
         x = torch.randn(2, n, DIM, dtype=dtype, generator=generator)
-        if big_after is not None and DRAWS[name] > big_after:
+        if big_after is not None and count > big_after:
             x[0, 0, 0] = 100.0  # the optimized twin clamps this one's outputs
         return [SampleInput((x.to(device),), name="x")]
     return sample_inputs
@@ -134,16 +154,16 @@ def _optimizer_build(cls):
     return build
 
 
-def _specs() -> list[ComponentSpec]:
+def _specs(log_dir: Path) -> list[ComponentSpec]:
     linear = dict(default_config=dict(chunk=3), sample_inputs=_linear_inputs(), test_sizes=(1, 5), bench_sizes=(8, 16))
     return [
         ComponentSpec(name="toy.linear", claims=(), build=_linear_build(record=True),
-                      **{**linear, "sample_inputs": _linear_inputs("toy.linear")}),
+                      **{**linear, "sample_inputs": _linear_inputs(Path(log_dir) / "toy.linear.draws")}),
         ComponentSpec(name="toy.linear_other", claims=(), build=_linear_build(), **linear),
         ComponentSpec(name="toy.linear_double", claims=(), build=_linear_build(scale=2.0), **linear),
         ComponentSpec(name="toy.wrong", claims=(), build=_linear_build(wrong_scale=1.5), **linear),
         ComponentSpec(name="toy.late_wrong", claims=(), build=_linear_build(clamp=10.0),
-                      **{**linear, "sample_inputs": _linear_inputs("toy.late_wrong", big_after=2)}),
+                      **{**linear, "sample_inputs": _linear_inputs(Path(log_dir) / "toy.late_wrong.draws", big_after=2)}),
         ComponentSpec(name="toy.scratch", claims=(), sample_inputs=_linear_inputs(), test_sizes=(4,), bench_sizes=(8,),
                       build=lambda config, device, dtype, generator: Implementations(Scratch(), Scratch())),
         ComponentSpec(name="toy.adamw", claims=(), build=_optimizer_build(torch.optim.AdamW),
@@ -154,11 +174,11 @@ def _specs() -> list[ComponentSpec]:
 
 
 @contextlib.contextmanager
-def registered():
+def registered(log_dir: Path):
     """Register the toys for the duration of the block, then remove them from the registry."""
     from reprobench import registry
 
-    specs = _specs()
+    specs = _specs(log_dir)
     for spec in specs:
         register(spec)
     try:

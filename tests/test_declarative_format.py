@@ -22,8 +22,8 @@ EXPONENT = 'kind = "memory_exponent"\ncomponent = "toy.linear"\nimplementation =
 
 
 @pytest.fixture(scope="module", autouse=True)
-def toys():
-    with registered() as specs:
+def toys(tmp_path_factory):
+    with registered(tmp_path_factory.mktemp("draws")) as specs:
         yield specs
 
 

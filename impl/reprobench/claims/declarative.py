@@ -334,7 +334,7 @@ def load_claim_files(paths: list[str] | None) -> list[str]:
     claims. An ID already in the ledger (a built-in claim, a plugin's, another file's) is an error naming
     both places.
     """
-    from reprobench.claims.declarative_kinds import experiment_for
+    from reprobench.claims.declarative_kinds import declaration_for, experiment_for
     from reprobench.claims.experiment import experiment
     from reprobench.claims.ledger import CLAIM_TEXTS, _DEFINED_BY, claim
 
@@ -355,7 +355,7 @@ def load_claim_files(paths: list[str] | None) -> list[str]:
             claim(item.id, item.text, source=item.source)
         except ValueError as exc:
             raise ClaimFileError(f"{item.origin}: {exc}") from None
-        experiment(item.id)(experiment_for(item))
+        experiment(item.id, **declaration_for(item))(experiment_for(item))
         _LOADED[item.id] = item
         ids.append(item.id)
     return ids

@@ -7,13 +7,14 @@ optimizer_step) of the component's bench configuration, with the claim's `config
 interleaved rounds on fresh inputs (kinds_timed.py). A forward whose tensor peak would not fit in memory
 here is measured under FakeTensorMode (nothing is allocated): the peak is estimated that way first.
 
-How a kind's parts combine (the verdict comes from its decisions, stats.combine_outcomes):
-- `speedup`, `flops_ratio`, `memory_ratio`: one statement, decided by one decision. Their match checks are
-  preconditions, all of which must hold: the first mismatch is the claim's only decision, so it fails and
-  no ratio is reported.
-- `time_exponent`, `memory_exponent`, `flops_exponent`, `peak_memory`: one statement, one decision.
-- `matches_reference`: one property over all its sizes ("exact for any n"), so all of them: one decision on
-  the elements outside the tolerance summed over the sizes; one bad size fails the claim, never `partial`.
+How a kind's parts combine: every kind is one statement, declared `logic="all-of"` (`declaration_for`):
+- `speedup`, `flops_ratio`, `memory_ratio`: one decision. Their match checks are preconditions, all of
+  which must hold: the first mismatch is the claim's only decision, so it fails and no ratio is reported.
+- `time_exponent`, `memory_exponent`, `flops_exponent`, `peak_memory`: one decision.
+- `matches_reference`: one property over all its sizes ("exact for any n"): one decision on the elements
+  outside the tolerance summed over the sizes; one bad size fails the claim, never `partial`.
+A `--quick` run is judged only where it measures what the full run does: a deterministic kind without
+`quick_size`/`quick_sizes`. Otherwise (other sizes, or fewer timed rounds) its figures are reported unjudged.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from reprobench.measure.stats import decide
 MEMORY_FRACTION = 0.5  # a size whose estimated peak exceeds this share of free memory is measured fake
 TOLERANCE_FACTOR = 10  # the bench's pair check: bench sizes accumulate more float error than test sizes
 MIB = 2 ** 20
+LOGIC = "all-of"  # every kind is one statement; its preconditions and sizes are parts of it
+TIMED_KINDS = ("speedup", "time_exponent")  # --quick times fewer or shorter rounds
 
 
 def experiment_for(item: DeclaredClaim) -> Callable[[RunContext], Outcome]:
@@ -42,10 +45,16 @@ def experiment_for(item: DeclaredClaim) -> Callable[[RunContext], Outcome]:
                "peak_memory": kinds_counted.peak_memory, "matches_reference": kinds_counted.matches_reference}[item.kind]
 
     def run(ctx: RunContext) -> Outcome:
-        return measure(item, ctx)
+        return measure(item, ctx).with_logic(LOGIC)
 
     run.__name__ = run.__qualname__ = f"declared_{item.id.replace('-', '_')}"
     return run
+
+
+def declaration_for(item: DeclaredClaim) -> dict:
+    """The keywords of `experiment(...)` for a declared claim: its logic, and whether --quick is judged."""
+    same_in_quick = not ({"quick_size", "quick_sizes"} & set(item.fields))
+    return {"logic": LOGIC, "quick_judged": same_in_quick and item.kind not in TIMED_KINDS}
 
 
 # --- shared by the kinds ----------------------------------------------------------------------------
@@ -98,14 +107,14 @@ def tolerance(component: str, item: DeclaredClaim, dtype: torch.dtype | None = N
 
 def wrong_answer(item: DeclaredClaim, label: str, mismatch, what: str, when: str = "before timing") -> Outcome:
     """The outcome of a ratio whose match check failed: the mismatch is the only decision (count at most 0)."""
-    check = mismatch.check
+    seed = f" (inputs drawn with seed {mismatch.seed})" if mismatch.seed is not None else ""
     return Outcome(
-        claimed=item.text, measured={check.quantity: mismatch.count, f"max_abs_error_{label}": mismatch.worst},
-        rule=f"Precondition: {check.what} agree within {check.tolerance} on the measured inputs; a {what} of a wrong "
-             "answer is not reported, so the claim fails on this decision alone (count at most 0).",
-        evidence=f"{check.what} at {label}, {when}: {mismatch.count} result elements outside the tolerance (largest "
-                 f"difference {mismatch.worst}); no {what} was measured.",
-        decisions=[decide(check.quantity, mismatch.count, at_most=0)])
+        claimed=item.text, measured={mismatch.quantity: mismatch.count, f"max_abs_error_{label}": mismatch.worst},
+        rule=f"Precondition: {mismatch.what} agree within {mismatch.tolerance} on the measured inputs; a {what} of a "
+             "wrong answer is not reported, so the claim fails on this decision alone (count at most 0).",
+        evidence=f"{mismatch.what} at {label}, {when}{seed}: {mismatch.count} result elements outside the tolerance "
+                 f"(largest difference {mismatch.worst}); no {what} was measured.",
+        decisions=[decide(mismatch.quantity, mismatch.count, at_most=0)])
 
 
 def describe_call(item: DeclaredClaim) -> str:

@@ -95,7 +95,7 @@ def ratio(item: DeclaredClaim, ctx: RunContext) -> Outcome:
     label = size_label(component, size, setup.call)
     noun = "FLOP ratio" if what == "flops" else "memory ratio"
     checks = setup.checks()
-    mismatch, _ = first_mismatch(checks)
+    mismatch, _ = first_mismatch(checks, setup.inputs.seed)
     if mismatch is not None:
         return wrong_answer(item, label, mismatch, noun)
     of = setup.against() or (component, "reference")

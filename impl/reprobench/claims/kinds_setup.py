@@ -15,13 +15,19 @@ they all read, and the measured call (the claim's `call` field):
 
 Every implementation of one claim reads the same inputs, and ``Setup.redraw()`` replaces them with new
 values (untimed): timed kinds redraw before every round by default, so rounds sample what a single draw
-would fix (the values, and where the allocator puts them). ``results()`` is what the match check
+would fix (the values, and where the allocator puts them). The first draw comes from the run's seed; a
+redraw seeds its generator from the operating system's entropy, because a timed round may run in a worker
+process holding a copy of this one's generator, which would draw the same values in every round (the seed
+is kept, and a mismatch reports it). ``results()`` is what the match check
 compares: the outputs; for backward calls also the gradients of the inputs and of the parameters (by
 name: twins share state_dict keys); for an optimizer, its parameters after the warm-up steps.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import random
+import re
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import torch
@@ -32,7 +38,12 @@ from reprobench.claims.experiment import RunContext
 from reprobench.claims.kinds_config import config_at
 
 BACKWARD_CALLS = ("forward_backward", "train_step")
+MISMATCH_MARK = "reprobench-mismatch"  # tags a mismatch's JSON in an exception message, across processes
 STATELESS_CALLS = ("forward", "forward_backward")  # a later call computes what the first did (no step taken)
+
+
+def fresh_seed() -> int:
+    return random.SystemRandom().randrange(2 ** 62)
 
 
 def draw_sample(spec, size: int, device, dtype, generator):
@@ -63,12 +74,15 @@ class SampleInputs:
 
         self.spec, self.size, self.device, self.dtype = spec, size, device, dtype
         self.requires_grad = requires_grad
-        self.generator = make_generator(seed)
-        self.draw()
+        self.seed = seed
+        self.draw(seed)
 
-    def draw(self) -> None:
+    def draw(self, seed: int | None = None) -> None:
+        from reprobench.registry import make_generator
+
+        self.seed = fresh_seed() if seed is None else seed
         self.sample = self.leaves = None  # the old inputs are freed before the new ones are drawn
-        sample = draw_sample(self.spec, self.size, self.device, self.dtype, self.generator)
+        sample = draw_sample(self.spec, self.size, self.device, self.dtype, make_generator(self.seed))
         if self.requires_grad:
             sample.args, sample.kwargs = tree_map(
                 lambda t: t.detach().requires_grad_(True) if isinstance(t, torch.Tensor) and t.is_floating_point()
@@ -81,20 +95,21 @@ class ParameterInputs:
     """optimizer_step's parameters, an (n, n) weight and an (n,) bias, and their gradients (redrawn)."""
 
     def __init__(self, size: int, device, dtype, seed: int):
-        from reprobench.registry import make_generator
-
         self.shapes = ((size, size), (size,))
         self.device, self.dtype = device, dtype
-        self.generator = make_generator(seed)
-        self.initial = self._draw()
-        self.draw()
+        self.initial = self._draw(seed)
+        self.draw(seed + 1)
 
-    def _draw(self) -> list[torch.Tensor]:  # drawn on the CPU, then moved: the same values on any device
-        return [torch.randn(s, dtype=self.dtype, generator=self.generator).to(self.device) for s in self.shapes]
+    def _draw(self, seed: int) -> list[torch.Tensor]:  # drawn on the CPU, then moved: the same values on any device
+        from reprobench.registry import make_generator
 
-    def draw(self) -> None:
+        generator = make_generator(seed)
+        return [torch.randn(s, dtype=self.dtype, generator=generator).to(self.device) for s in self.shapes]
+
+    def draw(self, seed: int | None = None) -> None:
+        self.seed = fresh_seed() if seed is None else seed
         self.grads = None
-        self.grads = self._draw()
+        self.grads = self._draw(self.seed)
 
 
 class CallSubject:
@@ -210,20 +225,34 @@ class Check:
 
 @dataclass
 class Mismatch:
-    check: Check
+    quantity: str  # the decision's name (Check.quantity)
+    what: str  # which two results disagree (Check.what)
+    tolerance: str  # in words (Check.tolerance)
     count: int  # result elements outside the tolerance
     worst: float | None  # the largest absolute difference, None where it is not finite
+    seed: int | None = None  # the seed the disagreeing inputs were drawn with
 
 
 class MismatchFound(ValueError):
-    """Raised from a round's redraw when the new inputs give a mismatch: the timing stops there."""
+    """Raised from a round's redraw when the new inputs give a mismatch, so the timing stops there. The
+    message carries the mismatch as JSON: a round in a worker process comes back as that process's
+    traceback text, and `mismatch_in` reads it from there."""
 
     def __init__(self, mismatch: Mismatch):
-        super().__init__(f"{mismatch.check.what}: {mismatch.count} elements outside {mismatch.check.tolerance}")
+        super().__init__(f"{mismatch.what}: {mismatch.count} elements outside {mismatch.tolerance} "
+                         f"[{MISMATCH_MARK} {json.dumps(asdict(mismatch))}]")
         self.mismatch = mismatch
 
 
-def first_mismatch(checks: list[Check]) -> tuple[Mismatch | None, float | None]:
+def mismatch_in(exc: BaseException) -> Mismatch | None:
+    """The Mismatch a MismatchFound carried, raised here or in a worker process; None for other errors."""
+    if isinstance(exc, MismatchFound):
+        return exc.mismatch
+    found = re.search(rf"\[{MISMATCH_MARK} (\{{.*?\}})\]", str(exc))
+    return Mismatch(**json.loads(found.group(1))) if found else None
+
+
+def first_mismatch(checks: list[Check], seed: int | None = None) -> tuple[Mismatch | None, float | None]:
     """(the first failing check, or None; the largest error over all checks that ran)."""
     from reprobench.claims.declarative_kinds import outside_tolerance
 
@@ -232,7 +261,7 @@ def first_mismatch(checks: list[Check]) -> tuple[Mismatch | None, float | None]:
         count, worst = outside_tolerance(check.oracle.results(check.with_parameters),
                                          check.subject.results(check.with_parameters), check.atol, check.rtol)
         if count:
-            return Mismatch(check, count, worst), worst
+            return Mismatch(check.quantity, check.what, check.tolerance, count, worst, seed), worst
         worst_seen = worst if worst_seen is None or (worst is not None and worst > worst_seen) else worst_seen
     return None, worst_seen
 

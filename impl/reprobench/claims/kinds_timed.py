@@ -15,7 +15,7 @@ from reprobench.claims.declarative import DeclaredClaim
 from reprobench.claims.declarative_kinds import describe_call, size_label, wrong_answer
 from reprobench.claims.experiment import Outcome, RunContext
 from reprobench.claims.kinds_config import describe_config
-from reprobench.claims.kinds_setup import MismatchFound, Setup, first_mismatch, tensors
+from reprobench.claims.kinds_setup import MismatchFound, Setup, first_mismatch, mismatch_in, tensors
 from reprobench.measure.stats import MIN_R2, decide, fit_exponent_estimate
 
 
@@ -32,7 +32,7 @@ def speedup(item: DeclaredClaim, ctx: RunContext) -> Outcome:
     label = size_label(component, size, call)
     candidate, baseline = setup.subject(component, "optimized"), setup.baseline()
     checks = setup.checks()
-    mismatch, worst = first_mismatch(checks)
+    mismatch, worst = first_mismatch(checks, setup.inputs.seed)
     if mismatch is not None:
         return wrong_answer(item, label, mismatch, "speed figure")
     against = setup.against()
@@ -44,7 +44,7 @@ def speedup(item: DeclaredClaim, ctx: RunContext) -> Outcome:
     def before_round() -> None:
         setup.redraw()
         if recheck:
-            found, _ = first_mismatch(checks)
+            found, _ = first_mismatch(checks, setup.inputs.seed)
             if found is not None:
                 raise MismatchFound(found)
 
@@ -56,8 +56,11 @@ def speedup(item: DeclaredClaim, ctx: RunContext) -> Outcome:
             baseline.run, candidate.run, quantity=quantity, at_least=item.fields["at_least"],
             min_run_time=_min_run_time(ctx), budget_s=ctx.decision_budget_s, device=ctx.device,
             before_round=before_round if fresh else None)
-    except MismatchFound as exc:
-        return wrong_answer(item, label, exc.mismatch, "speed figure", when="on a later round's inputs")
+    except Exception as exc:  # noqa: BLE001 - raised in this process, or in a round's worker process
+        found = mismatch_in(exc)
+        if found is None:
+            raise
+        return wrong_answer(item, label, found, "speed figure", when="on a later round's inputs")
     config = describe_config(item.fields, size)
     checked = "; ".join(f"{c.what} within {c.tolerance}" for c in checks)
     return Outcome(
