@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
+import json
 import platform
 import subprocess
 from pathlib import Path
@@ -19,9 +21,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # .../reprobench
+
+
 def git_state(cwd: Path | None = None) -> tuple[str, bool]:
-    """(commit, dirty) of the checkout holding this package; ('unknown', False) outside git."""
-    cwd = cwd or Path(__file__).resolve().parents[2]
+    """(commit, dirty) of the checkout holding this package; ('unknown', False) outside git.
+
+    Without `cwd`, only a checkout of reprobench itself counts (its top level holds impl/reprobench, this
+    package): an installed copy inside some other repository (a virtualenv in a user's project) must not
+    report that project's commit as reprobench's."""
+    if cwd is None:
+        cwd = PACKAGE_DIR.parent
+        try:
+            top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True,
+                                 check=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "unknown", False
+        if (Path(top) / "impl" / "reprobench").resolve() != PACKAGE_DIR:
+            return "unknown", False
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()
@@ -32,9 +49,47 @@ def git_state(cwd: Path | None = None) -> tuple[str, bool]:
         return "unknown", False
 
 
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def installed_commit(distribution: str = "reprobench") -> str | None:
+    """The commit a pip install from a git URL recorded (PEP 610 direct_url.json), if any."""
+    try:
+        text = importlib.metadata.distribution(distribution).read_text("direct_url.json")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    try:
+        return json.loads(text or "{}").get("vcs_info", {}).get("commit_id")
+    except (ValueError, AttributeError):
+        return None
+
+
+def plugin_provenance() -> list[dict]:
+    """Each loaded plugin: its module, entry point, distribution and version, and the distributions (with
+    versions) of the packages it imports, mapped by importlib.metadata.packages_distributions()."""
+    from reprobench.plugins import LOADED_PLUGINS
+
+    owners = importlib.metadata.packages_distributions()  # top-level module -> distribution names
+    records = []
+    for plugin in LOADED_PLUGINS:
+        distribution = plugin.distribution or next(iter(owners.get(plugin.module.partition(".")[0], [])), None)
+        packages = {name: _version(name) for top in plugin.imports for name in owners.get(top, [])}
+        packages.pop(distribution, None)
+        records.append({"module": plugin.module, "entry_point": plugin.entry_point, "distribution": distribution,
+                        "version": _version(distribution) if distribution else None,
+                        "packages": dict(sorted(packages.items()))})
+    return records
+
+
 def fingerprint(device: str | torch.device = "cpu") -> dict:
     device = torch.device(device)
     commit, dirty = git_state()
+    if commit == "unknown":
+        commit = installed_commit() or "unknown"  # a non-editable install from git records its commit
     env = {
         "torch_version": torch.__version__,
         "torch_git_version": getattr(torch.version, "git_version", "unknown"),
@@ -44,8 +99,10 @@ def fingerprint(device: str | torch.device = "cpu") -> dict:
         "cpu_model": cpu_model(),
         "threads": torch.get_num_threads(),
         "device": str(device),
+        "reprobench_version": _version("reprobench") or "unknown",
         "git_commit": commit,
         "git_dirty": dirty,
+        "plugins": plugin_provenance(),
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     if device.type == "cuda" and torch.cuda.is_available():
