@@ -326,3 +326,12 @@ def test_an_installed_plugin_does_not_join_this_repositorys_suites(tmp_path):
     registry = run("pytest", "-q", "-p", "no:cacheprovider", "tests/test_registry.py", "-k", "every_spec",
                    pythonpath=[site], PYTEST_ADDOPTS="")
     assert registry.returncode == 0, registry.stdout[-2000:]
+
+
+def test_pytest_comes_with_the_pytest_extra():
+    """`pip install 'reprobench[pytest]'` brings what the pytest11 plugin needs (README, generated suite)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert any(req.replace(" ", "").startswith("pytest>=") for req in project["optional-dependencies"]["pytest"])
+    assert not any(req.startswith("pytest") for req in project["dependencies"])  # the extra, not a dependency

@@ -152,3 +152,22 @@ def test_judge_names_a_hang(monkeypatch):
             pass
     monkeypatch.setattr(bad_inputs, "HANG_SECONDS", 0.2)
     assert judge(_fake(good, spins), "nan").verdict == "hang"
+
+
+def test_hygiene_is_strict_for_builtins_and_a_finding_for_plugins():
+    """reprobench's own components fail on a hygiene problem; a plugin's become findings, unless the run asks
+    for strictness or nothing would print the findings table."""
+    from types import SimpleNamespace
+
+    from reprobench.testing import hygiene
+
+    def config(strict=False, collector=True):
+        return SimpleNamespace(getoption=lambda name, default=None: strict if name == hygiene.STRICT_OPTION else default,
+                               pluginmanager=SimpleNamespace(has_plugin=lambda name: collector))
+
+    builtin = next(spec for spec in list_components("attention.*"))
+    plugin = _fake(good, good)  # built in this test module: not reprobench.<family>.*
+    assert hygiene.strict(config(), builtin)
+    assert not hygiene.strict(config(), plugin)
+    assert hygiene.strict(config(strict=True), plugin)
+    assert hygiene.strict(config(collector=False), plugin)

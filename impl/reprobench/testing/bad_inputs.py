@@ -473,7 +473,7 @@ def main(argv=None) -> int:
     outcomes = judge_all(args.pattern)
     for name, outcome in outcomes:
         if not outcome.ok and outcome.verdict != "not applicable":
-            print(f"FAIL {name} {outcome.kind}: {outcome.verdict}: {outcome.detail}")
+            print(f"FAIL ({outcome.tier}) {name} {outcome.kind}: {outcome.verdict}: {outcome.detail}")
     print(table(outcomes))
     return 0 if all(o.ok or o.verdict == "not applicable" for _, o in outcomes) else 1
 
