@@ -330,7 +330,10 @@ def test_an_installed_plugin_does_not_join_this_repositorys_suites(tmp_path):
 
 def test_pytest_comes_with_the_pytest_extra():
     """`pip install 'reprobench[pytest]'` brings what the pytest11 plugin needs (README, generated suite)."""
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the tomli backport (a dependency there)
+        import tomli as tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert any(req.replace(" ", "").startswith("pytest>=") for req in project["optional-dependencies"]["pytest"])
