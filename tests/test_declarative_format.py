@@ -155,3 +155,14 @@ def test_the_readme_examples_parse(tmp_path, monkeypatch):
     shown = {"memory_ratio", "speedup", "peak_memory", "memory_exponent"}
     assert shown <= kinds, f"the README shows no example of {sorted(shown - kinds)}"
     assert set(declarative.KINDS) >= kinds
+
+
+def test_every_kind_is_one_statement_and_quick_is_judged_only_where_it_measures_the_same(tmp_path):
+    from reprobench.claims.declarative_kinds import declaration_for
+
+    (peak,) = parse(tmp_path, PEAK)
+    (quick_peak,) = parse(tmp_path, PEAK + "quick_size = 8\n")
+    (timed,) = parse(tmp_path, SPEEDUP + 'baseline = "reference"\n')
+    assert declaration_for(peak) == {"logic": "all-of", "quick_judged": True}
+    assert declaration_for(quick_peak) == {"logic": "all-of", "quick_judged": False}  # another size
+    assert declaration_for(timed) == {"logic": "all-of", "quick_judged": False}  # fewer, shorter rounds

@@ -51,6 +51,7 @@ _PUBLIC = {
     "allocator_peak_bytes": "reprobench.measure.memory",
     "count_flops": "reprobench.measure.flops",
     "count_host_syncs": "reprobench.measure.syncs",
+    "count_device_syncs": "reprobench.measure.syncs",
     "time_callable": "reprobench.measure.timing",
     "compare_interleaved": "reprobench.measure.timing",
 }
