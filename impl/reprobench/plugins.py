@@ -66,9 +66,10 @@ def _import_recorded(module: str, load, entry_point: str | None = None, distribu
 
 
 def ignore_installed_plugins() -> None:
-    """From now on, in this process, do not load the plugins installed under ENTRY_POINT_GROUP (`--plugin`
-    still loads a module by name). reprobench's own test suites call it: they test its own components, and a
-    plugin package that happens to be installed in the environment must not join them."""
+    """From now on, in this process, load only reprobench's own entry points (those of the `reprobench`
+    distribution) from ENTRY_POINT_GROUP; `--plugin` still loads a module by name. reprobench's own test
+    suites call it: they test its own components, and a plugin package that happens to be installed in the
+    environment must not join them."""
     global _IGNORE_INSTALLED
     _IGNORE_INSTALLED = True
 
@@ -103,12 +104,20 @@ def load_plugins(modules: list[str] | None) -> None:
         load_plugin(module)
 
 
+def _is_own(ep) -> bool:
+    """An entry point of the reprobench distribution itself (by its distribution, or, where the metadata does
+    not say, by a module under reprobench)."""
+    dist = getattr(getattr(ep, "dist", None), "name", None)
+    if dist is not None:
+        return dist.lower().replace("_", "-") == "reprobench"
+    return ep.module.partition(".")[0].startswith("reprobench")
+
+
 def load_entry_point_plugins() -> None:
-    """Every plugin installed under the entry-point group, once (none after ignore_installed_plugins())."""
-    if _IGNORE_INSTALLED:
-        return
+    """Every plugin installed under the entry-point group, once (only reprobench's own after
+    ignore_installed_plugins())."""
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.value in _LOADED:
+        if ep.value in _LOADED or (_IGNORE_INSTALLED and not _is_own(ep)):
             continue
         try:
             dist = getattr(getattr(ep, "dist", None), "name", None)

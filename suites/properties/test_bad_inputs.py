@@ -63,6 +63,14 @@ def test_judge_names_an_error_from_inside_torch():
     assert outcome.verdict == "error from inside torch", outcome
 
 
+def test_judge_names_the_package_an_unchecked_error_comes_from():
+    def asserts(x):
+        assert x.dim() == 3, "rank"  # an assert is not a check: it vanishes under python -O
+        return x * 2.0
+    outcome = judge(_fake(asserts, asserts), "rank_plus")
+    assert outcome.verdict == f"error from inside {__name__.partition('.')[0]}" and outcome.tier == "hygiene", outcome
+
+
 def test_judge_names_an_error_that_names_no_argument():
     def vague(x):
         raise ValueError("bad")

@@ -266,8 +266,6 @@ def argument_names(fn) -> list[str]:
 
 def _unclear(exc: BaseException, names: list[str]) -> str | None:
     """Why an exception is not a clear error, or None when it is."""
-    if not isinstance(exc, (ValueError, TypeError)):
-        return "error from inside torch"
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
@@ -277,6 +275,9 @@ def _unclear(exc: BaseException, names: list[str]) -> str | None:
     if (tb is None or tb.tb_frame.f_code.co_filename.startswith(TORCH_DIR)
             or dis.opname[tb.tb_frame.f_code.co_code[tb.tb_lasti]] not in ("RAISE_VARARGS", "RERAISE")):
         return "error from inside torch"
+    if not isinstance(exc, (ValueError, TypeError)):
+        # A `raise` outside torch of another type: an assert, or a library's own error (einops' EinopsError).
+        return f"error from inside {(tb.tb_frame.f_globals.get('__name__') or '?').partition('.')[0]}"
     message = str(exc)
     if not any(re.search(rf"(?<![\w.]){re.escape(n)}\b", message) for n in names):
         return "error names no argument"
