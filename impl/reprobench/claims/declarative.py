@@ -13,6 +13,11 @@
     size = 1024
     at_least = 2.0
 
+Optional fields choose what is measured: `call` (forward, forward_backward, train_step, optimizer_step:
+kinds_setup.py), `against` another registered component, `measure` (peak, overhead, optimizer_state:
+kinds_counted.py), `config` and `config_per_size` (closed rules, no expressions: kinds_config.py) and
+`fresh_inputs` (kinds_timed.py); the README has the full table.
+
 Each claim is added to the ledger with `claims.claim(...)` and measured by an experiment registered
 with `claims.experiment(...)` (see declarative_kinds.py), so the runner, the report and `--only`
 treat it like any other claim. The whole file is checked before anything runs, and a mistake is one

@@ -22,7 +22,8 @@ from reprobench.claims.declarative_kinds import (MEMORY_FRACTION, MIB, available
                                                  wrong_answer)
 from reprobench.claims.experiment import Outcome, RunContext
 from reprobench.claims.kinds_config import config_at, describe_config
-from reprobench.claims.kinds_setup import Setup, draw_sample, first_mismatch, tensors
+from reprobench.claims.kinds_checks import first_mismatch
+from reprobench.claims.kinds_setup import Setup, draw_sample, tensors
 from reprobench.measure.stats import MIN_R2, decide, fit_exponent_estimate
 
 MEASURE_WORDS = {"peak": "the peak of live tensor bytes created during",

@@ -15,7 +15,8 @@ from reprobench.claims.declarative import DeclaredClaim
 from reprobench.claims.declarative_kinds import describe_call, size_label, wrong_answer
 from reprobench.claims.experiment import Outcome, RunContext
 from reprobench.claims.kinds_config import describe_config
-from reprobench.claims.kinds_setup import MismatchFound, Setup, first_mismatch, mismatch_in, tensors
+from reprobench.claims.kinds_checks import MismatchFound, first_mismatch, mismatch_in
+from reprobench.claims.kinds_setup import Setup, tensors
 from reprobench.measure.stats import MIN_R2, decide, fit_exponent_estimate
 
 
