@@ -8,11 +8,12 @@ import os
 import torch
 from hypothesis import HealthCheck, settings
 
-from reprobench.plugins import ignore_installed_plugins
+from reprobench.plugins import ignore_installed_plugins, load_plugin
 
 # These suites test reprobench's own components: a plugin package installed in the environment (entry-point
 # group reprobench.plugins) must not join them. `--reprobench-plugin MODULE` still loads one by name.
 ignore_installed_plugins()
+load_plugin("reprobench_documents")  # the study these suites test, loaded by name like any plugin
 
 settings.register_profile("ci", max_examples=12, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

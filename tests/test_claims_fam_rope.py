@@ -54,7 +54,7 @@ def test_float64_checks_are_not_checkable_on_a_device_without_float64(claim_id, 
 
 
 def test_scheduler_points_are_judged_relative_without_absolute_slack():
-    from reprobench.claims.experiments.fam.schedulers import _off
+    from reprobench_documents.experiments.fam.schedulers import _off
 
     assert _off(0.1, 0.1, 1e-12) == 0
     assert _off(0.1 * (1 + 5e-13), 0.1, 1e-12) == 0
@@ -65,7 +65,7 @@ def test_scheduler_points_are_judged_relative_without_absolute_slack():
 
 
 def test_bf16_error_is_none_when_the_module_refuses_bfloat16():
-    from reprobench.claims.experiments.rope.standard_path import _bf16_error, _bf16_words
+    from reprobench_documents.experiments.rope.standard_path import _bf16_error, _bf16_words
 
     truth = torch.zeros(2, dtype=torch.float64)
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from reprobench.claims.experiment import DECIDED_VERDICTS, RunContext, load_experiments
-from reprobench.claims.experiments.eff._common import decide_time_ratio, min_estimate, seconds_per_call
-from reprobench.claims.experiments.eff.layer_sweep import _crossover_fields, _crossovers
-from reprobench.claims.experiments.zoo._common import max_estimate, proportion_estimate
+from reprobench_documents.experiments.eff._common import decide_time_ratio, min_estimate, seconds_per_call
+from reprobench_documents.experiments.eff.layer_sweep import _crossover_fields, _crossovers
+from reprobench_documents.experiments.zoo._common import max_estimate, proportion_estimate
 from reprobench.measure import decide
 from reprobench.measure.stats import OUTCOMES, Estimate
 

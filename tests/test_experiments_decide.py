@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import reprobench.claims.experiments as experiments_package
+import reprobench_documents.experiments as experiments_package
 
 SOURCES = sorted(Path(experiments_package.__path__[0]).rglob("*.py"))
 HAND_VERDICT = re.compile(r"""["'](holds|fails|partial|inconclusive)["']""")

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reprobench.attention.base import explicit_attention
+from reprobench_documents.attention.base import explicit_attention
 from reprobench.measure import (allocator_peak_bytes, count_flops, count_host_syncs, fake_peak_tensor_bytes, fit_exponent,
                           peak_tensor_bytes)
 

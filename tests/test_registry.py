@@ -31,7 +31,7 @@ def test_get_unknown_component_names_the_cli():
 @pytest.mark.parametrize("overrides,match", [
     (dict(name="dense"), "must be '<family>.<component>'"),
     (dict(name="widgets.dense-v2"), "identifiers"),
-    (dict(claims=("eff7",)), "not in CLAIMS.md"),
+    (dict(claims=("",)), "claims must be claim IDs"),
     (dict(tolerances={}), "tolerances is empty"),
     (dict(test_sizes=()), "must not be empty"),
 ])
@@ -94,7 +94,7 @@ def test_plugin_families_register_and_clashes_name_both_origins(monkeypatch):
     with pytest.raises(ValueError, match=r"registered twice: by .*test_registry and by .*test_registry"):
         register(_spec(name="acme.fast_attention_for_test"))
     builtin = get("attention.strided")
-    with pytest.raises(ValueError, match=r"reprobench\.attention\.strided"):
+    with pytest.raises(ValueError, match=r"reprobench_documents\.attention\.strided"):
         register(_spec(name="attention.strided"))
     assert get("attention.strided") is builtin
 
@@ -105,7 +105,7 @@ def test_claim_ids_of_plugins_are_checked_and_clashes_named(monkeypatch):
     monkeypatch.setattr(ledger, "CLAIM_TEXTS", dict(ledger.CLAIM_TEXTS))
     monkeypatch.setattr(ledger, "_DEFINED_BY", dict(ledger._DEFINED_BY))
     assert ledger.claim("ACMETEST-01", "2x faster than SDPA", source="acme README") == "ACMETEST-01"
-    with pytest.raises(ValueError, match=r"EFF-01 defined by .*test_registry clashes .* reprobench \(CLAIMS.md\)"):
+    with pytest.raises(ValueError, match=r"EFF-01 defined by .*test_registry clashes .* reprobench_documents\.experiments\.eff"):
         ledger.claim("EFF-01", "mine", source="acme README")
     for bad_id in ("acme-01", "ACME01", "", 7):
         with pytest.raises(ValueError, match="PREFIX-NN"):
@@ -181,3 +181,15 @@ def test_a_plugin_states_why_it_accepts_more_or_loosens_a_tolerance(monkeypatch)
                    tolerances={torch.float32: Tolerance(1e-3, 1e-3, reason="accumulates in bfloat16")}))
     register(_spec(name="acme.tighter", tolerances={torch.float32: Tolerance(1e-6, 1e-6)}))  # tighter: no reason needed
     assert is_builtin(get("attention.dense")) and not is_builtin(get("acme.with_reasons"))
+
+
+def test_a_component_serving_an_undeclared_claim_fails_the_claim_check():
+    from reprobench import registry
+
+    spec = _spec(name="typo.dense", claims=("eff7",))
+    registry._REGISTRY[spec.name] = spec
+    try:
+        with pytest.raises(ValueError, match=r"typo.dense: claim ID\(s\) \['eff7'\] not in the ledger"):
+            registry.check_claim_ids()
+    finally:
+        del registry._REGISTRY[spec.name]

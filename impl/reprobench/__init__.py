@@ -25,6 +25,8 @@ _PUBLIC = {
     "get": "reprobench.registry",
     "list_components": "reprobench.registry",
     "make_generator": "reprobench.registry",
+    "draw_inputs": "reprobench.registry",
+    "hold_to_strict_hygiene": "reprobench.registry",
     # declaring a claim and its experiment
     "claim": "reprobench.claims.ledger",
     "experiment": "reprobench.claims.experiment",
@@ -58,7 +60,8 @@ _PUBLIC = {
 
 # Modules a plugin may import from: their `__all__`, or (registry, which has none) the names above that
 # come from it, so `from reprobench.registry import register` stays as public as `from reprobench import register`.
-PUBLIC_MODULES = ("reprobench", "reprobench.claims", "reprobench.measure", "reprobench.registry")
+PUBLIC_MODULES = ("reprobench", "reprobench.claims", "reprobench.measure", "reprobench.registry",
+                  "reprobench.measure.stats", "reprobench.validation")
 
 __all__ = list(_PUBLIC)
 

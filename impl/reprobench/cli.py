@@ -60,7 +60,7 @@ def _component_claims(specs, declared) -> dict[str, list[str]]:
     """Claim IDs per component: listed on its spec; defined by the plugin module that registered it (when that
     module registered no other component, so the claim can only be about this one); and declared claims (TOML)
     whose `component` it is."""
-    from reprobench.claims.ledger import BUILTIN_CLAIM_IDS, _DEFINED_BY
+    from reprobench.claims.ledger import _DEFINED_BY
     from reprobench.registry import _origin
 
     by_module: dict[str, list[str]] = {}
@@ -69,7 +69,7 @@ def _component_claims(specs, declared) -> dict[str, list[str]]:
     claims = {spec.name: list(spec.claims) for spec in specs}
     for claim_id, module in _DEFINED_BY.items():
         owners = by_module.get(module, [])
-        if claim_id not in BUILTIN_CLAIM_IDS and len(owners) == 1 and claim_id not in claims[owners[0]]:
+        if len(owners) == 1 and claim_id not in claims[owners[0]]:
             claims[owners[0]].append(claim_id)
     for item in declared:
         name = item.fields.get("component")

@@ -2,9 +2,10 @@
 
 Loaded by `--plugin MODULE` (any command) or, once installed, through the entry-point group
 `reprobench.plugins` (`[project.entry-points."reprobench.plugins"] acme = "acme.reprobench_plugin"`), so
-`pip install`ing a package is enough. A plugin uses the public surface only: `reprobench.registry`
-(register, ComponentSpec, Implementations, SampleInput, ErrorInput) and `reprobench.claims` (claim,
-experiment, Outcome, RunContext and the decision helpers).
+`pip install`ing a package is enough. A plugin uses the public surface only (`reprobench.__all__` and the
+modules in `reprobench.PUBLIC_MODULES`). The five design documents' components and claims are such a
+plugin too (`reprobench_documents`, installed with reprobench under the same entry-point group).
+This module imports nothing of the registry: the registry calls it to load what is installed.
 """
 from __future__ import annotations
 
@@ -95,11 +96,9 @@ def load_plugin(module: str) -> None:
 
 
 def load_plugins(modules: list[str] | None) -> None:
-    from reprobench.registry import load_all
-
-    # Built-ins (and installed plugins) first: a --plugin module that reuses one of their names then fails
-    # at its own register() call, as a PluginError naming both, instead of breaking the built-in's import.
-    load_all()
+    # Installed plugins first: a --plugin module that reuses one of their names then fails at its own
+    # register() call, as a PluginError naming both, instead of breaking the installed one's import.
+    load_entry_point_plugins()
     for module in modules or ():
         load_plugin(module)
 
@@ -126,3 +125,4 @@ def load_entry_point_plugins() -> None:
             raise PluginError(f"installed plugin {ep.name} = {ep.value} (entry point group {ENTRY_POINT_GROUP}) "
                               f"failed to load: {type(exc).__name__}: {exc}") from None
         _LOADED.add(ep.value)
+

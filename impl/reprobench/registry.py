@@ -14,14 +14,11 @@ return the final parameters".
 from __future__ import annotations
 
 import fnmatch
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import torch
 
-FAMILIES = ("attention", "rotary", "regularizers", "optim", "equivariant", "models")
 
 # Names of the generic property tests (reprobench.testing.test_components, without `test_`);
 # ExpectedFailure.test and ComponentSpec.test_tolerances must name one of them, so a typo fails at
@@ -243,14 +240,10 @@ class ComponentSpec:
         parts = self.name.split(".", 1) if isinstance(self.name, str) else []
         if len(parts) != 2 or not all(p.replace("_", "a").isalnum() and p[0].isalpha() for p in parts):
             raise ValueError(f"ComponentSpec.name={self.name!r} must be '<family>.<component>' (identifiers, e.g. "
-                             f"'acme.fast_attention'); the built-in families are {FAMILIES}")
+                             f"'acme.fast_attention')")
         for claim in self.claims:
-            # Import here: the ledger imports nothing from the registry, and the check must see
-            # the full ID list so a typo ('eff7') fails at registration.
-            from reprobench.claims.ledger import CLAIM_TEXTS
-
-            if claim not in CLAIM_TEXTS:
-                raise ValueError(f"{self.name}: claim ID {claim!r} is not in CLAIMS.md")
+            if not isinstance(claim, str) or not claim.strip():
+                raise ValueError(f"{self.name}: claims must be claim IDs such as 'EFF-01', got {claim!r}")
         if not self.tolerances:
             raise ValueError(f"{self.name}: tolerances is empty; give at least one dtype")
         if not self.test_sizes or not self.bench_sizes:
@@ -309,9 +302,23 @@ def _origin(spec: ComponentSpec) -> str:
     return getattr(spec.build, "__module__", None) or "?"
 
 
+_STRICT_PACKAGES: set[str] = set()
+
+
+def hold_to_strict_hygiene(package: str) -> None:
+    """Components registered from `package` (and its submodules) fail the generated suite on input-hygiene
+    findings, as correctness failures do, instead of listing them in a findings table. A study of our own
+    code opts in (its bad-input handling is part of what it promises); a plugin wrapping someone else's
+    package usually does not."""
+    if not isinstance(package, str) or not package.strip():
+        raise ValueError(f"hold_to_strict_hygiene: package must be a module name, got {package!r}")
+    _STRICT_PACKAGES.add(package)
+
+
 def is_builtin(spec: ComponentSpec) -> bool:
-    """Registered by reprobench's own component modules (reprobench.<family>.*), not by a plugin."""
-    return any(_origin(spec).startswith(f"reprobench.{family}.") for family in FAMILIES)
+    """Held to strict input hygiene: registered from a package that called hold_to_strict_hygiene."""
+    origin = _origin(spec)
+    return any(origin == p or origin.startswith(p + ".") for p in _STRICT_PACKAGES)
 
 
 def _check_plugin_reasons(spec: ComponentSpec) -> None:
@@ -328,18 +335,25 @@ def _check_plugin_reasons(spec: ComponentSpec) -> None:
 
 
 def load_all() -> None:
-    """Import every component module of every built-in family, which registers them, then the plugins
-    installed under the entry-point group `reprobench.plugins`."""
-    for family in FAMILIES:
-        try:
-            package = importlib.import_module(f"reprobench.{family}")
-        except ModuleNotFoundError:
-            continue
-        for info in pkgutil.walk_packages(package.__path__, prefix=f"reprobench.{family}."):
-            importlib.import_module(info.name)
+    """Load the studies installed under the entry-point group `reprobench.plugins` (each registers its
+    components and claims on import), once, then check that every component's claim IDs are declared.
+    The core registers nothing itself."""
     from reprobench.plugins import load_entry_point_plugins
 
     load_entry_point_plugins()
+    check_claim_ids()
+
+
+def check_claim_ids() -> None:
+    """Every claim a component serves is in the ledger (checked once all are loaded, since a study declares
+    its claims with their experiments, which may import the component first): a typo ('eff7') fails here."""
+    from reprobench.claims.ledger import CLAIM_TEXTS
+
+    for spec in _REGISTRY.values():
+        unknown = [c for c in spec.claims if c not in CLAIM_TEXTS]
+        if unknown:
+            raise ValueError(f"{spec.name}: claim ID(s) {unknown} not in the ledger; declare each claim (with its "
+                             "experiment, claim(...) or a TOML file) in the study that registers the component")
 
 
 def get(name: str) -> ComponentSpec:

@@ -18,6 +18,9 @@ import torch
 FLOATING = (torch.float32, torch.float64)  # what the components compute in unless they declare more
 INTEGER = (torch.int64, torch.int32)  # index and label tensors
 
+__all__ = ["FLOATING", "INTEGER", "describe", "check_tensor", "check_like", "check_size", "check_finite",
+           "check_index_range"]
+
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from reprobench.attention.base import explicit_attention, sdpa_attention
-from reprobench.attention.strided import StridedAttention, strided_mask, strided_sdpa
+from reprobench_documents.attention.base import explicit_attention, sdpa_attention
+from reprobench_documents.attention.strided import StridedAttention, strided_mask, strided_sdpa
 from reprobench.registry import Implementations, get, make_generator
 from reprobench.testing.checks import assert_gradients_match, assert_matches_reference
 
@@ -66,7 +66,7 @@ def test_core_rejects_head_dim_mismatch():
     q, _, v = qkv(1, 2, 5, 8, 0)
     k = torch.randn(1, 2, 5, 4, dtype=torch.float64)
     with pytest.raises(ValueError, match="head dim mismatch"):
-        from reprobench.attention.base import check_qkv
+        from reprobench_documents.attention.base import check_qkv
         check_qkv(q, k, v)
 
 

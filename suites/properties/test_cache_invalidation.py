@@ -245,7 +245,7 @@ def test_the_check_catches_the_documented_caches(name, mutation):
 
 
 def test_the_check_catches_a_table_keyed_without_the_version(monkeypatch):
-    from reprobench.rotary.rotary_embedding import RotaryTable
+    from reprobench_documents.rotary.rotary_embedding import RotaryTable
 
     monkeypatch.setattr(RotaryTable, "cache_key", lambda self, dtype: (self.freqs.data_ptr(), dtype))
     with pytest.raises(AssertionError, match="differs from a fresh build"):
@@ -256,8 +256,8 @@ def test_the_check_catches_a_table_keyed_without_the_version(monkeypatch):
 @pytest.mark.parametrize("kind", ["exact", "stats"])
 def test_rollout_cache_lookups_survive_writes_by_the_caller(kind):
     """A caller writing into the rollout it got, or into the maps it passed, never changes a later lookup."""
-    from reprobench.models.dcal.rollout import random_attentions, rollout_cls_optimized
-    from reprobench.models.dcal.rollout_cache import CACHES
+    from reprobench_documents.models.dcal.rollout import random_attentions, rollout_cls_optimized
+    from reprobench_documents.models.dcal.rollout_cache import CACHES
 
     cache = CACHES[kind](max_size=4)
     maps = random_attentions(2, 2, 2, 7, dtype=torch.float64, generator=make_generator(SEED))
@@ -274,14 +274,14 @@ def test_rollout_cache_lookups_survive_writes_by_the_caller(kind):
     assert cache.stats()["hits"] == 2 and cache.stats()["misses"] == 2
 
 
-@pytest.mark.parametrize("cls_path", ["reprobench.optim.fam.FAM", "reprobench.optim.fam_corrected.CorrectedFAM"])
+@pytest.mark.parametrize("cls_path", ["reprobench_documents.optim.fam.FAM", "reprobench_documents.optim.fam_corrected.CorrectedFAM"])
 def test_fam_band_matrices_follow_the_group_settings(cls_path):
     """FAM memoises band-membership matrices; after a change of the group's handler a step equals that of
     a fresh optimizer loaded from the same state_dict (whose memo is empty). (n_bands cannot change
     mid-run: the band EMA in the state has its old length.)"""
     import importlib
 
-    from reprobench.optim.fam import DEFAULT_CONFIG
+    from reprobench_documents.optim.fam import DEFAULT_CONFIG
 
     module, name = cls_path.rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
@@ -317,7 +317,7 @@ def test_fam_band_matrices_follow_the_group_settings(cls_path):
     "fresh"])
 def test_morphism_wrappers_after_a_parameter_write(wrapper):
     """f_i(x) after the encoder's kernel is written in place equals a fresh learner's f_i(x)."""
-    from reprobench.equivariant.shared_encoder import AdapterLearner, FreshMorphism, IndividualMorphismWrapper
+    from reprobench_documents.equivariant.shared_encoder import AdapterLearner, FreshMorphism, IndividualMorphismWrapper
 
     def learner_and_wrapper(state=None):
         learner = AdapterLearner(3, 2, 2, 4, 2, k_neighbors=2).reset_parameters(make_generator(SEED)).double()

@@ -8,15 +8,15 @@ import pytest
 import torch
 from hypothesis import HealthCheck, find, given, settings, strategies as st
 
-from reprobench.models.dcal.glca import GlobalLocalCrossAttention, gather_tokens, select_queries
-from reprobench.models.dcal.model import TEST_CONFIG, DualAttentionModel
-from reprobench.models.dcal.pwca import PairwiseCrossAttention
-from reprobench.models.dcal.rollout import (attention_rollout_full, random_attentions, rollout_cls_optimized,
+from reprobench_documents.models.dcal.glca import GlobalLocalCrossAttention, gather_tokens, select_queries
+from reprobench_documents.models.dcal.model import TEST_CONFIG, DualAttentionModel
+from reprobench_documents.models.dcal.pwca import PairwiseCrossAttention
+from reprobench_documents.models.dcal.rollout import (attention_rollout_full, random_attentions, rollout_cls_optimized,
                                       rollout_cls_reference)
-from reprobench.models.dcal.rollout_cache import (TRANSFORMS, ExactRolloutCache, StatsHashRolloutCache, agrees,
+from reprobench_documents.models.dcal.rollout_cache import (TRANSFORMS, ExactRolloutCache, StatsHashRolloutCache, agrees,
                                             cached_vs_recomputed, derived_pair)
-from reprobench.models.dcal.uncertainty_loss import UncertaintyWeightedLoss
-from reprobench.models.dcal.vit import init_vit_
+from reprobench_documents.models.dcal.uncertainty_loss import UncertaintyWeightedLoss
+from reprobench_documents.models.dcal.vit import init_vit_
 from reprobench.registry import make_generator
 
 F64 = torch.float64

@@ -9,11 +9,11 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from reprobench.attention.dynamic_weighting import (Attention, pairwise_covariance, pairwise_terms_reference,
+from reprobench_documents.attention.dynamic_weighting import (Attention, pairwise_covariance, pairwise_terms_reference,
                                               pairwise_variance)
 from reprobench.registry import make_generator
-from reprobench.regularizers.covariance import covariance_component_torch
-from reprobench.regularizers.variance import variance_component_torch
+from reprobench_documents.regularizers.covariance import covariance_component_torch
+from reprobench_documents.regularizers.variance import variance_component_torch
 
 F64 = torch.float64
 seeds = st.integers(0, 2**31 - 1)

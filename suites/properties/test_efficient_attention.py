@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
-from reprobench.attention.base import explicit_attention
-from reprobench.attention.blocks import HierarchicalAttentionBlock, LinearAttentionBlock, get_attention
-from reprobench.attention.cross_memory import CrossMemoryAttention
-from reprobench.attention.local_global import LocalGlobalAttention, local_global_mask, local_global_sdpa
-from reprobench.attention.mamba import MambaLayer, chunked_scan, sequential_scan
-from reprobench.attention.performer import PerformerAttention, draw_features, favor_linear
+from reprobench_documents.attention.base import explicit_attention
+from reprobench_documents.attention.blocks import HierarchicalAttentionBlock, LinearAttentionBlock, get_attention
+from reprobench_documents.attention.cross_memory import CrossMemoryAttention
+from reprobench_documents.attention.local_global import LocalGlobalAttention, local_global_mask, local_global_sdpa
+from reprobench_documents.attention.mamba import MambaLayer, chunked_scan, sequential_scan
+from reprobench_documents.attention.performer import PerformerAttention, draw_features, favor_linear
 from reprobench.measure import fake_peak_tensor_bytes
 from reprobench import registry
 from reprobench.registry import make_generator

@@ -17,10 +17,10 @@ import pytest
 import torch
 from hypothesis import find, given, settings, strategies as st
 
-from reprobench.equivariant.equivariant_conv import EquivariantBlock, EquivariantConv2d, act_on_features, rotate
-from reprobench.equivariant.homotopy import PlainCNN, homotopy_distance, homotopy_distance_reference, orbit_homotopy_distance
-from reprobench.equivariant.shared_encoder import AdapterLearner, EquivariantNet, FreshMorphism, IndividualMorphismWrapper
-from reprobench.equivariant.sparse_attention import SparseAttention
+from reprobench_documents.equivariant.equivariant_conv import EquivariantBlock, EquivariantConv2d, act_on_features, rotate
+from reprobench_documents.equivariant.homotopy import PlainCNN, homotopy_distance, homotopy_distance_reference, orbit_homotopy_distance
+from reprobench_documents.equivariant.shared_encoder import AdapterLearner, EquivariantNet, FreshMorphism, IndividualMorphismWrapper
+from reprobench_documents.equivariant.sparse_attention import SparseAttention
 from reprobench.registry import make_generator
 
 F64 = torch.float64

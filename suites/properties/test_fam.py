@@ -14,14 +14,14 @@ import torch
 from hypothesis import example, given, strategies as st
 
 from reprobench.measure import count_host_syncs
-from reprobench.optim import fam as fam_module, fam_corrected as fam_corrected_module
-from reprobench.optim.fam import FAM, document_momentum
-from reprobench.optim.fam_corrected import CorrectedFAM, CorrectedFAMOptimizer, corrected_add_handlers, \
+from reprobench_documents.optim import fam as fam_module, fam_corrected as fam_corrected_module
+from reprobench_documents.optim.fam import FAM, document_momentum
+from reprobench_documents.optim.fam_corrected import CorrectedFAM, CorrectedFAMOptimizer, corrected_add_handlers, \
     corrected_band_ranges, corrected_momentum, window_sample
-from reprobench.optim.fam_handlers import HANDLER_NAMES, band_matrix, band_ranges, document_handlers
-from reprobench.optim.fam_reference import FAMOptimizer, SparseGradientError, add_handlers_to_groups
-from reprobench.optim.fam_schedulers import FAMScheduler, FAMScheduler2, reference_lrs, warmup_cosine
-from reprobench.optim.simple_fam import SimpleFAM, SimpleFAMFast
+from reprobench_documents.optim.fam_handlers import HANDLER_NAMES, band_matrix, band_ranges, document_handlers
+from reprobench_documents.optim.fam_reference import FAMOptimizer, SparseGradientError, add_handlers_to_groups
+from reprobench_documents.optim.fam_schedulers import FAMScheduler, FAMScheduler2, reference_lrs, warmup_cosine
+from reprobench_documents.optim.simple_fam import SimpleFAM, SimpleFAMFast
 from reprobench.registry import get
 
 PAIRS = [(FAMOptimizer, FAM), (CorrectedFAMOptimizer, CorrectedFAM)]
@@ -358,7 +358,7 @@ def scheduler_cases(draw):
 @example(case=("optim.fam_scheduler2", dict(base_lr=0.1, warmup_steps=4, total_steps=20, decay_start_step=8,
                                              warmup_start_lr=1e-6, eta_min=1e-6), torch.arange(0, 10)))
 def test_scheduler_twins_agree_on_any_epochs(case):
-    """The lr of epoch e is the document's get_lr() at last_epoch = e (impl/reprobench/optim/fam_schedulers.py):
+    """The lr of epoch e is the document's get_lr() at last_epoch = e (impl/reprobench_documents/optim/fam_schedulers.py):
     both twins read the epochs' values (not their positions), keep their shape, give lrs in the
     epochs' float dtype (the default one for integer epochs) and NaN where no lr is defined."""
     name, config, epochs = case

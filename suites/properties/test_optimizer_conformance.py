@@ -2,7 +2,7 @@
 issue 15 point 1). The style follows torch's OptimizerInfo tests (test/optim/test_optim.py): each test
 is written once and expanded over every registered optimizer component × {reference, optimized}.
 
-A twin is an :class:`~reprobench.optim.fam_runs.OptimizerRun`, and ``run.make(groups)`` builds the
+A twin is an :class:`~reprobench_documents.optim.fam_runs.OptimizerRun`, and ``run.make(groups)`` builds the
 optimizer exactly as the registry's runs do. The model is the registry's layout (fam_runs.LAYOUT):
 conv, attention, embedding and default groups, parameters large enough to be sampled, a small one, an
 empty one, a frozen one, and a gradient that is missing at some steps.
@@ -25,7 +25,7 @@ import pickle
 import pytest
 import torch
 
-from reprobench.optim.fam_runs import FROZEN, SHAPES, OptimizerRun, make_groups, optimizer_samples
+from reprobench_documents.optim.fam_runs import FROZEN, SHAPES, OptimizerRun, make_groups, optimizer_samples
 from reprobench.registry import list_components, make_generator
 
 SEED = 1234
@@ -386,7 +386,7 @@ def _final_state(run, grads):
 
 @pytest.mark.parametrize("impls", PAIRS)
 def test_nonfinite_gradients_stay_in_their_parameter(impls):
-    """Documented result (impl/reprobench/optim/optimizer_checks.py): a NaN or inf gradient makes its
+    """Documented result (impl/reprobench_documents/optim/optimizer_checks.py): a NaN or inf gradient makes its
     own parameter non-finite, as torch.optim's SGD does (checking would cost a host sync per step),
     and leaves every other parameter exactly as without it. Here the other parameters share the
     poisoned ones' batched rFFT, and their smooth gradients sit on the low side of the momentum rules,

@@ -16,7 +16,7 @@ import torch
 from hypothesis import example, given, strategies as st
 
 from reprobench import registry
-from reprobench.attention.performer import draw_features
+from reprobench_documents.attention.performer import draw_features
 from reprobench.registry import make_generator
 
 F64 = torch.float64

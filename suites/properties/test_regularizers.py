@@ -7,10 +7,10 @@ import torch
 from hypothesis import given, strategies as st
 
 from reprobench.registry import make_generator
-from reprobench.regularizers.covariance import (covariance_component_torch, covariance_regularization,
+from reprobench_documents.regularizers.covariance import (covariance_component_torch, covariance_regularization,
                                           covariance_regularization_numpy)
-from reprobench.regularizers.invariance import cosine_distance, invariance, invariance_numpy, invariance_reference
-from reprobench.regularizers.variance import (variance_component_torch, variance_regularization,
+from reprobench_documents.regularizers.invariance import cosine_distance, invariance, invariance_numpy, invariance_reference
+from reprobench_documents.regularizers.variance import (variance_component_torch, variance_regularization,
                                         variance_regularization_multi_dim_numpy)
 
 F64 = torch.float64

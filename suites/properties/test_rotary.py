@@ -15,14 +15,14 @@ import torch
 from hypothesis import given, strategies as st
 
 from reprobench.registry import get, make_generator
-from reprobench.rotary.common import doc_quaternion_fast, rodrigues, textbook_rope_float64
-from reprobench.rotary.compact_rotation import DocumentCompactRotation, FastCompactRotation
-from reprobench.rotary.document import RotaryEmbedding
-from reprobench.rotary.givens import DocumentGivens, FastGivens
-from reprobench.rotary.projection import DocumentProjection
-from reprobench.rotary.projection_corrected import FastSubspaceRotation, SubspaceRotation
-from reprobench.rotary.quaternion_corrected import sandwich_rotation
-from reprobench.rotary.rotary_embedding import DocumentRoPE, FastRoPE
+from reprobench_documents.rotary.common import doc_quaternion_fast, rodrigues, textbook_rope_float64
+from reprobench_documents.rotary.compact_rotation import DocumentCompactRotation, FastCompactRotation
+from reprobench_documents.rotary.document import RotaryEmbedding
+from reprobench_documents.rotary.givens import DocumentGivens, FastGivens
+from reprobench_documents.rotary.projection import DocumentProjection
+from reprobench_documents.rotary.projection_corrected import FastSubspaceRotation, SubspaceRotation
+from reprobench_documents.rotary.quaternion_corrected import sandwich_rotation
+from reprobench_documents.rotary.rotary_embedding import DocumentRoPE, FastRoPE
 
 F64 = torch.float64
 angles = st.floats(min_value=-7.0, max_value=7.0, allow_nan=False)

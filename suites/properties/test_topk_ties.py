@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from hypothesis import given, strategies as st
 
-from reprobench.equivariant.sparse_attention import SparseAttention
+from reprobench_documents.equivariant.sparse_attention import SparseAttention
 from reprobench.registry import make_generator
 
 F64 = torch.float64

@@ -9,13 +9,13 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from reprobench.attention.base import explicit_attention
-from reprobench.attention.zoo.adaptive_span import AdaptiveSpan
-from reprobench.attention.zoo.base_attention import BaseAttention, calculate_attention
-from reprobench.attention.zoo.integrated import IntegratedAttention
-from reprobench.attention.zoo.myelinated import MyelinatedLayer
-from reprobench.attention.zoo.refiner import RefinerRun, span_environment
-from reprobench.attention.zoo.relative_force import RelativeForce
+from reprobench_documents.attention.base import explicit_attention
+from reprobench_documents.attention.zoo.adaptive_span import AdaptiveSpan
+from reprobench_documents.attention.zoo.base_attention import BaseAttention, calculate_attention
+from reprobench_documents.attention.zoo.integrated import IntegratedAttention
+from reprobench_documents.attention.zoo.myelinated import MyelinatedLayer
+from reprobench_documents.attention.zoo.refiner import RefinerRun, span_environment
+from reprobench_documents.attention.zoo.relative_force import RelativeForce
 from reprobench.measure import peak_tensor_bytes
 from reprobench.registry import make_generator
 

@@ -30,7 +30,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -186,25 +186,9 @@ KINDS: dict[str, Kind] = {
                                "config": _table, "config_per_size": _table},
                               "optimized == reference within atol + rtol * |reference| at every size"),
 }
+from reprobench.claims.declared_claim import DeclaredClaim  # noqa: E402  (re-exported: kinds and tests import it here)
+
 COMMON = {"id": _string, "text": _string, "source": _string, "kind": _string}
-
-
-@dataclass(frozen=True)
-class DeclaredClaim:
-    """One validated `[[claim]]` table."""
-
-    id: str
-    text: str
-    source: str
-    kind: str
-    fields: dict[str, Any]  # the kind's fields, checked and normalised
-    origin: str  # "FILE: claim ID", for messages
-
-    def sizes(self, quick: bool) -> tuple[int, ...]:
-        """The sizes to measure: quick_sizes/quick_size in a quick run where given, else sizes/size."""
-        if "sizes" in self.fields:
-            return self.fields.get("quick_sizes", self.fields["sizes"]) if quick else self.fields["sizes"]
-        return (self.fields.get("quick_size", self.fields["size"]) if quick else self.fields["size"],)
 
 
 def parse_claim_file(path: str | Path) -> list[DeclaredClaim]:

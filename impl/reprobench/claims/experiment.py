@@ -5,13 +5,11 @@ An experiment is a function ``(ctx: RunContext) -> Outcome`` registered for one 
 reprobench.measure.stats (an estimate with its interval against a threshold and a direction); the
 claim's verdict is derived from those decisions (`combine_outcomes`), never typed in. Only
 `not-checkable-here` (with the reason in the evidence) is given directly.
-Experiment modules live in impl/reprobench/claims/experiments/, one per family, and are discovered on load,
-so family work never edits a central list.
+A study (the five design documents are one, a user's plugin another) keeps its experiment modules
+where it likes and imports them when it is loaded; the decorator declares the claim with them.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -150,15 +148,24 @@ def declaration(claim_id: str) -> Declaration:
     return _DECLARATIONS.get(claim_id, Declaration())
 
 
-def experiment(claim_id: str, *, logic: str = "separate", quick_judged: bool = False):
-    """Register ``fn`` as the experiment for ``claim_id`` (an ID of the ledger).
+def experiment(claim_id: str, *, text: str | None = None, source: str | None = None, logic: str = "separate",
+               quick_judged: bool = False):
+    """Register ``fn`` as the experiment for ``claim_id``, declaring the claim where it is measured.
 
+    `text` and `source`: the claim as written and where (a document, a README); given, they add the claim
+    to the ledger, so it is declared once, here. Omitted, the ID must already be in the ledger (declared
+    with `claim(...)` or a TOML file).
     `logic`: "separate" when the claim makes several statements (some hold, some fail -> partial);
     "all-of" when its parts together define one property ("a rotation" keeps norms AND angles; "exact for
     any n" must hold at every n): any decisive failure then fails the claim.
     `quick_judged`: the rule is size-free, so a `--quick` run (smaller sizes) is still judged."""
-    from reprobench.claims.ledger import CLAIM_TEXTS
+    from reprobench.claims.ledger import CLAIM_TEXTS, define_claim
 
+    if text is not None or source is not None:
+        import inspect
+
+        caller = inspect.currentframe().f_back
+        define_claim(claim_id, text, source=source, defined_by=caller.f_globals.get("__name__", "?"))
     if claim_id not in CLAIM_TEXTS:
         raise ValueError(f"experiment({claim_id!r}): not a claim of the ledger; define it first with "
                          "reprobench.claims.claim(claim_id, text, source=...)")
@@ -176,10 +183,11 @@ def experiment(claim_id: str, *, logic: str = "separate", quick_judged: bool = F
 
 
 def load_experiments() -> dict[str, Callable[[RunContext], Outcome]]:
-    package = importlib.import_module("reprobench.claims.experiments")
-    # Any depth: a family may keep its experiments in a subpackage, one module per claim or group of claims.
-    for info in pkgutil.walk_packages(package.__path__, prefix="reprobench.claims.experiments."):
-        importlib.import_module(info.name)
+    """Every registered experiment: the installed studies (plugins) are loaded first, so their
+    experiments and claims are declared."""
+    from reprobench.registry import load_all
+
+    load_all()
     return dict(_EXPERIMENTS)
 
 

@@ -57,7 +57,7 @@ def mismatch_in(exc: BaseException) -> Mismatch | None:
 
 def first_mismatch(checks: list[Check], seed: int | None = None) -> tuple[Mismatch | None, float | None]:
     """(the first failing check, or None; the largest error over all checks that ran)."""
-    from reprobench.claims.declarative_kinds import outside_tolerance
+    from reprobench.claims.kinds_common import outside_tolerance
 
     worst_seen = None
     for check in checks:

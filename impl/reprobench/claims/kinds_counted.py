@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from reprobench.claims.declarative import DeclaredClaim
-from reprobench.claims.declarative_kinds import (MEMORY_FRACTION, MIB, available_bytes, describe_call, size_label,
+from reprobench.claims.declared_claim import DeclaredClaim
+from reprobench.claims.kinds_common import (MEMORY_FRACTION, MIB, available_bytes, describe_call, size_label,
                                                  wrong_answer)
 from reprobench.claims.experiment import Outcome, RunContext
 from reprobench.claims.kinds_config import config_at, describe_config

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
-from reprobench.claims.declarative import DeclaredClaim
+from reprobench.claims.declared_claim import DeclaredClaim
 from reprobench.claims.experiment import RunContext
 from reprobench.claims.kinds_checks import Check
 from reprobench.claims.kinds_config import config_at
@@ -50,8 +50,7 @@ def draw_sample(spec, size: int, device, dtype, generator):
     return draw_inputs(spec, size, device, dtype, generator, bench=True)[-1]
 
 
-def tensors(output) -> list[torch.Tensor]:
-    return [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
+from reprobench.claims.kinds_common import tensors  # noqa: E402  (kinds import it from here too)
 
 
 def _loss(output, kind: str, label: str) -> torch.Tensor:
@@ -291,7 +290,7 @@ class Setup:
     def checks(self) -> list[Check]:
         """The match checks before a ratio: the optimized twin against its reference; an `against` optimized
         twin against its own reference; with `same_output`, the optimized twin against the `against` one."""
-        from reprobench.claims.declarative_kinds import size_label, tolerance
+        from reprobench.claims.kinds_common import size_label, tolerance
 
         label = size_label(self.component, self.size)
         atol, rtol, words = tolerance(self.component, self.item)

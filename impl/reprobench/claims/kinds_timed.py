@@ -11,8 +11,8 @@ mismatch as evidence and no speed figure.
 """
 from __future__ import annotations
 
-from reprobench.claims.declarative import DeclaredClaim
-from reprobench.claims.declarative_kinds import describe_call, size_label, wrong_answer
+from reprobench.claims.declared_claim import DeclaredClaim
+from reprobench.claims.kinds_common import describe_call, size_label, wrong_answer
 from reprobench.claims.experiment import Outcome, RunContext
 from reprobench.claims.kinds_config import describe_config
 from reprobench.claims.kinds_checks import MismatchFound, first_mismatch, mismatch_in

@@ -36,6 +36,12 @@ MIN_R2 = 0.9  # a log-log fit below this r² does not decide an exponent
 NOISY_IQR_OVER_MEDIAN = 0.10  # a timing whose IQR exceeds 10% of its median is flagged in the evidence
 OUTCOMES = ("holds", "fails", "inconclusive")
 
+__all__ = ["CONFIDENCE", "MIN_ROUNDS", "MAX_LOOKS", "MIN_R2", "NOISY_IQR_OVER_MEDIAN", "OUTCOMES", "Estimate", "exact",
+           "median_interval", "mean_interval", "proportion_estimate", "min_estimate", "max_estimate",
+           "ratio_from_rounds", "ExponentFit", "fit_exponent_estimate", "fit_exponent", "Decision", "decide",
+           "combine_outcomes", "sample_ratio_until_decided", "flag_noisy", "sample_mean_until_decided",
+           "sample_means_until_decided"]
+
 
 @dataclass(frozen=True)
 class Estimate:

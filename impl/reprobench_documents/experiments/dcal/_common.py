@@ -1,0 +1,23 @@
+"""Helpers shared by the DCAL experiments: model names, seeded models and images, and the float64 device check."""
+from __future__ import annotations
+
+import torch
+
+from reprobench.claims import RunContext
+from reprobench.registry import make_generator
+
+DEIT_S = "deit_small_patch16_224"
+MINI = "vit_mini_patch16"
+from reprobench.claims import float64_unavailable, not_checkable  # noqa: F401  (the family imports them from here)
+
+
+def _model(ctx: RunContext, seed_offset: int = 0, dtype=torch.float32, **config):
+    from reprobench_documents.models.dcal.model import DualAttentionModel
+
+    model = DualAttentionModel(**config).reset_parameters(make_generator(ctx.seed + seed_offset))
+    return model.to(device=ctx.device, dtype=dtype)
+
+
+def _images(ctx: RunContext, batch: int, side: int, seed_offset: int = 0, dtype=torch.float32):
+    g = make_generator(ctx.seed + 100 + seed_offset)
+    return torch.randn(batch, 3, side, side, generator=g, dtype=dtype).to(ctx.device)

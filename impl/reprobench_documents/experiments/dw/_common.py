@@ -1,0 +1,23 @@
+"""Helpers shared by the DW experiments: float64 and MiB constants, relative difference, the seeded
+dynamic-weighting layer of DW-05 / DW-06, and the float64 device check."""
+from __future__ import annotations
+
+import torch
+
+from reprobench_documents.attention.dynamic_weighting import Attention
+from reprobench.registry import make_generator
+
+F64 = torch.float64
+MiB = 1024 ** 2
+from reprobench.claims import float64_unavailable, not_checkable  # noqa: F401  (the family imports them from here)
+
+
+def _rel(a, b) -> float:
+    a, b = float(a), float(b)
+    return abs(a - b) / max(abs(a), abs(b), 1e-300)
+
+
+def _layer(seed, *, device: torch.device, dtype=torch.float32, **config):
+    defaults = dict(dim=64, heads=8, dim_head=8, variant="cosine", dynamic_weight=True)
+    defaults.update(config)
+    return Attention(**defaults).reset_parameters(make_generator(seed)).to(device=device, dtype=dtype).eval()

@@ -1,0 +1,35 @@
+"""Shared by the ROPE experiments: dtype and benchmark shape, an orthogonality measure, the one-axes figure helper
+and the float64 device check."""
+from __future__ import annotations
+
+import torch
+
+from reprobench.claims import Outcome, RunContext, pyplot
+from reprobench_documents.rotary.document import DEVIATIONS
+
+
+F64 = torch.float64
+HEADS, HEAD_DIM = 8, 64  # the issue's benchmark shape: 8 heads x 64
+from reprobench.claims import float64_unavailable  # noqa: F401  (the family imports it from here)
+from reprobench.claims import not_checkable as _not_checkable
+
+
+def not_checkable(claimed: str, rule: str, reason: str) -> Outcome:
+    return _not_checkable(claimed, rule, reason, deviations=DEVIATIONS)
+
+
+def _orthogonality(matrix: torch.Tensor) -> tuple[float, float]:
+    """(max |QᵀQ − I|, det Q)."""
+    eye = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
+    return (matrix.T @ matrix - eye).abs().max().item(), torch.linalg.det(matrix).item()
+
+
+def _figure(ctx: RunContext, name: str, draw) -> list[str]:
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    draw(ax)
+    fig.tight_layout()
+    fig.savefig(ctx.figure_path(name), dpi=110)
+    plt.close(fig)
+    return [name]
