@@ -51,6 +51,7 @@ _PUBLIC = {
     "PeakMemory": "reprobench.measure.memory",
     "optimizer_state_bytes": "reprobench.measure.memory",
     "allocator_peak_bytes": "reprobench.measure.memory",
+    "available_bytes": "reprobench.measure.memory",
     "count_flops": "reprobench.measure.flops",
     "count_host_syncs": "reprobench.measure.syncs",
     "count_device_syncs": "reprobench.measure.syncs",

@@ -7,9 +7,14 @@ FakeTensorMode (meta storages carry their byte size), so sizes that do not fit i
 measured too. Inputs and parameters that existed before the call are not counted. Memory that a
 kernel allocates internally and frees before returning (scratch buffers of fused kernels) is
 invisible here; the allocator cross-check covers that.
+
+``available_bytes`` is the one reading of how much memory a device can still hand out, shared by
+`reprobench bench`, `reprobench profile`, the declarative claim kinds and the components that size
+their chunks by it.
 """
 from __future__ import annotations
 
+import os
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -149,3 +154,36 @@ def allocator_peak_bytes(fn: Callable[[], Any], device: torch.device | str = "cp
         current += event.self_cpu_memory_usage
         peak = max(peak, current)
     return peak
+
+
+def available_bytes(device: torch.device | str) -> int:
+    """Bytes ``device`` can still hand out: on CUDA the driver's free memory (torch.cuda.mem_get_info); on
+    any other device the host's (the CPU's, and MPS shares it).
+
+    On the host this is MemAvailable from /proc/meminfo, not the free pages: the kernel hands out page
+    cache on demand (it is reclaimable), so a machine that has read a few large files shows little free
+    memory while most of it is available. Counting free pages only would skip or chunk work that fits.
+    Outside Linux it is psutil's ``available`` (the same quantity) where psutil is installed, else the
+    free pages (an underestimate, so a safe one).
+    """
+    if not isinstance(device, (torch.device, str)):
+        raise TypeError(f"device must be a torch.device or a str such as 'cpu' or 'cuda:0', got "
+                        f"{type(device).__name__} {device!r}")
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device must name a torch device type such as 'cpu' or 'cuda:0', got {device!r}") from exc
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the file states kB
+    except OSError:
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return int(psutil.virtual_memory().available)

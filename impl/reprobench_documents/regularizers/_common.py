@@ -6,14 +6,14 @@ Not a component (registers nothing). Source: "Dynamic Weighting Formula Implemen
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
 from reprobench import validation
+from reprobench.measure import available_bytes
 from reprobench.validation import check_tensor, describe
 
-# Fraction of the currently free memory one chunk may use: "chunk size adapts based on available
+# Fraction of the memory available now that one chunk may use: "chunk size adapts based on available
 # memory". A quarter leaves room for the caller's own tensors and the chunk's temporaries.
 MEMORY_FRACTION = 0.25
 
@@ -43,25 +43,15 @@ def check_gamma_epsilon(gamma, epsilon) -> tuple[float, float]:
     return float(gamma), float(epsilon)
 
 
-def available_memory_bytes(device: torch.device) -> int:
-    """Free memory on ``device``: the CUDA driver's view, or the host's available physical pages."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # not POSIX: assume a modest 2 GiB
-        return 2 << 30
-
-
 def chunk_columns(rows: int, total: int, itemsize: int, device: torch.device,
                   budget_bytes: int | None = None) -> int:
     """How many of ``total`` columns fit a (rows x chunk) block of ``itemsize`` bytes in the budget.
 
-    The budget is MEMORY_FRACTION of the free memory unless given; the answer is in [1, total].
+    The budget is MEMORY_FRACTION of the device's available memory (reprobench's available_bytes) unless
+    given; the answer is in [1, total].
     """
     if budget_bytes is None:
-        budget_bytes = int(available_memory_bytes(device) * MEMORY_FRACTION)
+        budget_bytes = int(available_bytes(device) * MEMORY_FRACTION)
     return max(1, min(total, budget_bytes // max(1, rows * itemsize)))
 
 
