@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from acme_attention.window_attention import WindowAttention
-from reprobench import (ComponentSpec, ErrorInput, Implementations, Outcome, SampleInput, claim, decide, decide_speedup,
-                        experiment, get, make_generator, register)
+from reprobench import (ComponentSpec, ErrorInput, Implementations, Outcome, SampleInput, claim, decide,
+                        decide_speedup, draw_inputs, experiment, get, make_generator, register)
 
 NAME = "acme.window_attention"
 SOURCE = "acme-attention README"
@@ -104,7 +104,7 @@ def window_is_exact(ctx) -> Outcome:
     generator = make_generator(ctx.seed)
     impls = spec.build(spec.config(), ctx.device, dtype, generator)
     window = spec.config()["window"]
-    x = spec.inputs(n, ctx.device, dtype, generator)[0].args[0]
+    x = draw_inputs(spec, n, ctx.device, dtype, generator)[0].args[0]
     with torch.no_grad():
         probs, allowed = impls.reference.attention_probs(x)
     wrong_rows = int(((probs > 0) != allowed).any(dim=-1).sum())
@@ -132,7 +132,7 @@ def faster_than_reference(ctx) -> Outcome:
     n = 256 if ctx.quick else 2048
     generator = make_generator(ctx.seed)
     impls = spec.build(spec.config(bench=True), ctx.device, torch.float32, generator)
-    (x,) = spec.inputs(n, ctx.device, torch.float32, generator, bench=True)[-1].args
+    (x,) = draw_inputs(spec, n, ctx.device, torch.float32, generator, bench=True)[-1].args
     tol = spec.tolerances[torch.float32]
     with torch.no_grad():
         reference_out, optimized_out = impls.reference(x), impls.optimized(x)

@@ -14,7 +14,7 @@ import torch
 from reprobench.claims import Outcome, RunContext, experiment
 from reprobench_documents.experiments.eff._common import decide_time_ratio
 from reprobench.measure import allocator_peak_bytes, decide, peak_tensor_bytes, time_interleaved
-from reprobench.registry import list_components, make_generator
+from reprobench.registry import draw_inputs, list_components, make_generator
 
 GiB = 1024 ** 3
 CLAIM_FACTOR = 2.0  # "~X" in a table of approximate figures: within a factor 2 counts as reproduced
@@ -44,7 +44,7 @@ def _layer(spec, overrides, generator, which, device):
 
 
 def _layer_input(spec, n, generator, device):
-    return spec.inputs(n, device, torch.float32, generator, bench=True)[-1]  # batch-1 sample last
+    return draw_inputs(spec, n, device, torch.float32, generator, bench=True)[-1]  # batch-1 sample last
 
 
 @functools.lru_cache(maxsize=None)
