@@ -1,4 +1,4 @@
-"""`reprobench bench` and `reprobench profile` as a user runs them, in a subprocess (issue 15):
+"""`reprobench bench` and `reprobench profile` as a user runs them, in a subprocess:
 bad arguments are refused in one line before any work, rows stream as cases complete and fit 80
 columns off a terminal, and an implementation that would not fit in memory (or take too long) is
 skipped with its reason instead of run. Tiny sizes only; nothing here is timed."""

@@ -1,4 +1,4 @@
-"""DCAL, DW and EQ experiments judge through decisions (issue 13): the rule states every threshold,
+"""DCAL, DW and EQ experiments judge through decisions: the rule states every threshold,
 measured values stay JSON numbers, the float64 checks refuse a device without float64, and the
 time-saved transform of DCAL-02 keeps its interval."""
 from __future__ import annotations

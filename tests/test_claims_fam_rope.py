@@ -1,5 +1,5 @@
-"""FAM and ROPE experiments judge through decisions (issue 13): the rule states every decided threshold,
-measured values stay plain JSON, the float64 checks refuse a device without float64 (issue 15.3), and
+"""FAM and ROPE experiments judge through decisions: the rule states every decided threshold,
+measured values stay plain JSON, the float64 checks refuse a device without float64, and
 the small helpers the experiments judge with do what their rules say."""
 from __future__ import annotations
 

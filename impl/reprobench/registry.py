@@ -201,7 +201,7 @@ DEFAULT_TOLERANCES = {
 @dataclass(frozen=True)
 class ComponentSpec:
     name: str  # "<family>.<component>", e.g. "attention.strided"
-    claims: tuple[str, ...]  # claim IDs from CLAIMS.md this component serves
+    claims: tuple[str, ...]  # IDs of the ledger's claims (declared with their experiments) this component serves
     build: Callable[[Mapping[str, Any], torch.device, torch.dtype, torch.Generator], Implementations]
     sample_inputs: Callable[[int, torch.device, torch.dtype, torch.Generator], list[SampleInput]]
     description: str = ""  # one line for `reprobench list`

@@ -1,4 +1,4 @@
-"""Derived bad inputs over the registry (issue 15): every kind of bad call in bad_inputs.KINDS, made on
+"""Derived bad inputs over the registry: every kind of bad call in bad_inputs.KINDS, made on
 both twins of every registered component, ends in a clear error or a correct result, the same way
 in both twins, as the component's InputSupport declares. Kinds that do not apply to a component (no
 integer argument to put out of range, ...) are not generated.

@@ -1,5 +1,5 @@
 """Cache invalidation: a cached component equals a fresh build after anything that changes what it
-cached from (issue 14, point 2; one of the four property families).
+cached from (one of the four property families).
 
 Driven by the registry. Every ``ComponentSpec.caches`` entry (a config in which the optimized twin
 caches values derived from its parameters or inputs) runs through every mutation of

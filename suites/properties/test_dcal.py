@@ -1,4 +1,4 @@
-"""Properties of the DCAL family (issue 7): rollout, PWCA, GLCA, uncertainty loss, the rollout caches
+"""Properties of the DCAL family: rollout, PWCA, GLCA, uncertainty loss, the rollout caches
 and the model — and proof that these checks fail on broken variants."""
 from __future__ import annotations
 

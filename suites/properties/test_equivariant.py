@@ -1,4 +1,4 @@
-"""Properties of the equivariant family (issue 8, claims EQ-01 … EQ-10).
+"""Properties of the equivariant family (claims EQ-01 … EQ-10).
 
 - C4 equivariance of the lifting and group layers, exact in float64 (odd kernel, stride 1), and
   invariance after pooling; a deliberately broken group layer must be caught.

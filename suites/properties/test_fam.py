@@ -418,7 +418,7 @@ def test_scheduler_configs_the_reference_cannot_run_are_rejected(name, overrides
         spec.build(spec.config(overrides), torch.device("cpu"), torch.float64, torch.Generator().manual_seed(0))
 
 
-# --- every path of the optimized step, compared with the reference (issue 14 point 7) -------------
+# --- every path of the optimized step, compared with the reference ---------------------------------
 #
 # The registry's config (alpha 0.9 and 0.8) never reaches the momentum caps: min(0.95, alpha + 0.05)
 # equals alpha + 0.05 there, so a twin without the cap agrees with the reference. Here each handler

@@ -1,6 +1,6 @@
 """A float64 build is a float64 oracle: every parameter and buffer is created in float64, not drawn in
-float32 and cast (issue 14: RoPE frequencies were 7.8e-8 relative off, Performer's features and
-Mamba's A_log were float32 values).
+float32 and cast (this once left RoPE's frequencies 7.8e-8 relative off, and Performer's features and
+Mamba's A_log holding float32 values).
 
 A tensor drawn in float32 and cast up holds only float32-representable values; a tensor drawn or
 computed in float64 almost never does. Simple constants (zeros, ones, small dyadic fractions such as

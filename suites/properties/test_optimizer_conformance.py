@@ -1,5 +1,5 @@
-"""torch.optim conformance of every optimizer in the registry, both twins (issue 14 points 5 and 7,
-issue 15 point 1). The style follows torch's OptimizerInfo tests (test/optim/test_optim.py): each test
+"""torch.optim conformance of every optimizer in the registry, both twins.
+The style follows torch's OptimizerInfo tests (test/optim/test_optim.py): each test
 is written once and expanded over every registered optimizer component × {reference, optimized}.
 
 A twin is an :class:`~reprobench_documents.optim.fam_runs.OptimizerRun`, and ``run.make(groups)`` builds the

@@ -1,4 +1,4 @@
-"""Performer's random features are unbiased, and a float64 build draws them in float64 (issue 14).
+"""Performer's random features are unbiased, and a float64 build draws them in float64.
 
 FAVOR+ estimates exp(q·k) by the mean over features of exp(ω·q - |q|²/2) exp(ω·k - |k|²/2); this is unbiased
 only if every row ω of the projection is marginally N(0, I_d). That is equivalent to the moment-generating
@@ -62,7 +62,7 @@ def test_every_feature_is_unbiased_over_draws(d, extra, norm, seed):
 
 
 @given(d=st.integers(2, 32), norm=st.floats(0.1, 1.0), along_ones=st.booleans(), seed=st.integers(0, 2**16))
-@example(d=16, norm=1.2, along_ones=True, seed=11).via("issue 14: z = 0.3·ones(16), |z| = 1.2")
+@example(d=16, norm=1.2, along_ones=True, seed=11).via("the draw that showed the sign bias: z = 0.3·ones(16), |z| = 1.2")
 def test_one_large_draw_is_unbiased(d, norm, along_ones, seed):
     """One draw of 2000 orthogonal blocks: the pooled mean is 1 within the standard error of the block means
     (blocks are independent; rows within a block are not)."""
@@ -74,7 +74,7 @@ def test_one_large_draw_is_unbiased(d, norm, along_ones, seed):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_registered_component_features_are_unbiased_and_shared(dtype):
-    """The issue's reproduction through the registry: dim 16, one head, 64000 features, seed 11,
+    """The sign-bias reproduction through the registry: dim 16, one head, 64000 features, seed 11,
     z = 0.3·ones (the defective draw gave 0.826). Both twins use the same features."""
     spec = registry.get("attention.performer")
     config = spec.config(dict(dim=16, num_heads=1, num_random_features=64000))

@@ -1,4 +1,4 @@
-"""The rerun line a failing generic case prints must rerun exactly that case (issue 14, point 4).
+"""The rerun line a failing generic case prints must rerun exactly that case.
 
 The line used to be ``pytest … -k '… -grid=1'``, which pytest rejects (exit 4: ``-k`` cannot parse
 the ``=`` in case ids). Here a throw-away project with one failing and one passing case whose ids

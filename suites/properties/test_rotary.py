@@ -187,7 +187,7 @@ def test_rope_half_precision_positions_stay_exact():
     assert (out - expected).abs().max().item() < 0.05
 
 
-# --- float64 builds are float64 oracles (issue 14, point 3) ---------------------------------------------
+# --- float64 builds are float64 oracles --------------------------------------------------------------
 
 def float64_build(name):
     spec = get(name)

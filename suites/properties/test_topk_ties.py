@@ -1,4 +1,4 @@
-"""Top-k sparse attention with scores tied at the k-th largest (issue 14, point 4).
+"""Top-k sparse attention with scores tied at the k-th largest.
 
 The documented mask ``scores < threshold`` keeps every key tied at the threshold, so a row can
 attend to more than k keys. Ties are not a measure-zero event here: ReLU features send distinct

@@ -1,4 +1,4 @@
-"""Properties of the attention zoo (issue 9; claims ZOO-01..07): attention rows sum to 1 over the keys
+"""Properties of the attention zoo (claims ZOO-01..07): attention rows sum to 1 over the keys
 their masks allow and masked keys get exactly 0 — and every mask argument really masks (changing what
 a masked key holds changes nothing); windows covering the sequence and a full span are plain full
 attention; the span mask is differentiable; Refiner converges on a toy reward with a fixed generator;

@@ -1,7 +1,7 @@
 """Snapshots of a call's inputs, to check that a component leaves them bit-identical.
 
 A twin that writes into its caller's tensors passes every equivalence test when each test hands it
-fresh inputs (issue 14: RoPE wrote into the caller's tensor and was caught only because autograd
+fresh inputs (RoPE once wrote into the caller's tensor and was caught only because autograd
 refuses in-place writes to a leaf). The snapshot walks args and kwargs through nested lists, tuples
 and dicts and records, for each tensor, the object itself, its layout (shape, strides, storage
 offset, dtype, device, requires_grad) and its bits; for a leaf, the same for its ``.grad``.

@@ -216,7 +216,7 @@ def test_no_host_syncs(spec, device, dtype, size):
 
 def test_inputs_unchanged(spec, device, dtype, size):
     """Neither twin writes into its caller's tensors (values, layout, a leaf's .grad), with and without
-    grad mode. Every other test hands a twin fresh inputs, so such a write passes them all (issue 14).
+    grad mode. Every other test hands a twin fresh inputs, so such a write passes them all.
     Optimizers: only the sample tensors here; the .grad they step on is the conformance suite's."""
     impls, generator = build(spec, dtype, SEED, device)
     for sample in _samples(spec, device, dtype, size, generator):
@@ -268,7 +268,7 @@ def test_bad_input_raises(spec, dtype, request):
 # Deadline off (machines are noisy; speed is the benchmarks' job) whatever hypothesis profile is loaded.
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(size_offset=st.integers(0, 1023), seed=st.integers(0, 2**31 - 1))
-# Found by the thorough profile (issue 14): at grid=1 ReLU maps two examples to identical pooled
+# Found by the thorough profile: at grid=1 ReLU maps two examples to identical pooled
 # features, their attention scores tie at the k-th largest, and the documented top-k mask keeps
 # both; the chunked top-k twin kept only k.
 @example(size_offset=0, seed=600)

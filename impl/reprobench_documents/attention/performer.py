@@ -51,7 +51,7 @@ def draw_features(num_features: int, head_dim: int, generator: torch.Generator, 
     orthogonal matrix, and each row rescaled by an independent χ(d) length (the norm of an independent Gaussian
     row), so a row is distributed as a Gaussian row while the rows of a block are orthogonal. Householder QR
     (LAPACK) equals Gram–Schmidt only up to the signs of R's diagonal; without fixing them Q is not Haar and row i
-    of a block leans toward -e_i, which biases every kernel estimate (issue 14). Multiplying Q's columns by
+    of a block leans toward -e_i, which biases every kernel estimate. Multiplying Q's columns by
     sign(diag R) is Gram–Schmidt's Q (Mezzadri 2007). Drawn in float64 and cast once, so a float64 ω is exact.
     """
     gaussian = torch.randn(num_features, head_dim, generator=generator, dtype=torch.float64)

@@ -61,7 +61,8 @@ def act_on_features(y: torch.Tensor, r: int) -> torch.Tensor:
 
 
 def check_square(x, name: str, rank: int, channels: int, kernel: torch.Tensor) -> torch.Tensor:
-    """x must share the kernel's dtype (float32/float64) and device (issue 15: reprobench.validation)."""
+    """x must share the kernel's dtype (float32/float64) and device; reprobench.validation raises
+    the ValueError/TypeError that names the argument."""
     layout = "[batch, channels, H, W]" if rank == 4 else f"[batch, channels, {GROUP_ORDER}, H, W]"
     check_tensor(name, x, like=kernel, like_what="the layer's kernel")
     if x.dim() != rank or x.shape[0] == 0:

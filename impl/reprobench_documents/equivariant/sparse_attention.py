@@ -14,7 +14,7 @@ The documented forward, which the reference follows line by line:
 Deviations (smallest changes that let it run): ``torch.topk`` returns (values, indices), so the
 threshold is ``topk(scores, k).values[..., -1:]``; softmax is over the key axis. With ties at the
 threshold the documented mask keeps every tied key, more than k. Ties do occur: ReLU features map
-distinct examples to identical rows (the shared encoder at grid 1, issue 14), so both twins keep them.
+distinct examples to identical rows (the shared encoder at grid 1), so both twins keep them.
 ``k_neighbors > N`` makes ``torch.topk`` fail inside torch; we raise a ValueError naming both.
 
 Complexity. The documented forward forms the full N × N score matrix, runs top-k on it and a dense

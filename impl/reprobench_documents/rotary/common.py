@@ -57,7 +57,8 @@ def check_features(t, name: str, dim: int, rank: int | None = 4, like: torch.Ten
         raise ValueError(f"{name} must have shape {layout} (rank {rank}), got shape {tuple(t.shape)}")
     if t.dim() == 0 or t.shape[-1] != dim:
         raise ValueError(f"{name} has feature dim {t.shape[-1] if t.dim() else None}, expected {dim}: shape {layout}")
-    # float32/float64 only, the parameters' dtype and device, no 'meta', no empty batch or sequence (issue 15)
+    # float32/float64 only, the parameters' dtype and device, no 'meta', no empty batch or sequence:
+    # a bad call fails here with a ValueError/TypeError naming the argument, not deep inside torch
     check_tensor(name, t, shape=("batch", "heads", "seq", dim) if rank == 4 else None, dtypes=dtypes,
                  nonempty=("batch", "seq") if rank == 4 else (), like=like, like_what="the rotation's parameters")
     return t
@@ -162,7 +163,7 @@ def head_error_inputs(dim: int, bad_configs: dict, extra=None):
 
 
 def bench_head_inputs(dim: int, heads: int = 8):
-    """bench_inputs: one t (1, heads, n, dim) — the issue's benchmark shape (8 heads x 64)."""
+    """bench_inputs: one t (1, heads, n, dim) — the ROPE claims' benchmark shape (8 heads x 64)."""
 
     def bench_inputs(n, device, dtype, generator):
         t = torch.randn(1, heads, n, dim, device=device, dtype=dtype, generator=generator)

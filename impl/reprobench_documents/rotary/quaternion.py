@@ -39,7 +39,8 @@ def check_quaternion_args(x, theta, u) -> None:
         raise ValueError(f"theta must be a single angle (0-dim or 1-element tensor), got shape {tuple(theta.shape)}")
     if u.shape != (3,):
         raise ValueError(f"u must be a 3-vector of shape (3,), got {tuple(u.shape)}")
-    # float32/float64 only, theta and u in x's dtype and on its device, no 'meta', at least one vector (issue 15)
+    # float32/float64 only, theta and u in x's dtype and on its device, no 'meta', at least one vector:
+    # a bad call fails here with a ValueError/TypeError naming the argument, not deep inside torch
     check_tensor("x", x)
     if x.numel() == 0:
         raise ValueError(f"x: expected at least one 3D vector (..., 3), got {describe(x)}")

@@ -183,7 +183,7 @@ register(ComponentSpec(
     size_name="seq",
     time_exponent={"reference": 1.0, "optimized": 1.0},
     memory_exponent={"reference": 1.0, "optimized": 1.0},
-    # Learned freqs: never cached (the config whose table went stale after freqs.data.mul_, issue 14).
+    # Learned freqs: never cached (a cached table once went stale after freqs.data.mul_).
     # Frozen freqs: cached; a write through .data is the one change the key cannot see.
     caches=(CacheUse(blind_to={"frozen_data_write": FROZEN_DATA_WRITE}),
             CacheUse(dict(learned_freq=False), blind_to={"data_write": FROZEN_DATA_WRITE,

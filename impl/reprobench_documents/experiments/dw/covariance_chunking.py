@@ -1,5 +1,5 @@
 """DW-04: the covariance term computed in chunks: equality with the unchunked value, tensor peak vs chunk
-size, chunk size vs memory budget, and the issue's n=256, d=8192 benchmark."""
+size, chunk size vs memory budget, and the n=256, d=8192 benchmark."""
 from __future__ import annotations
 
 import torch
@@ -70,7 +70,7 @@ def covariance_chunking(ctx: RunContext) -> Outcome:
     # (c) chunk size adapts to the memory budget; auto uses a quarter of the free memory.
     budgets = [1 * MiB, 16 * MiB, 256 * MiB]
     adaptive = [chunk_columns(2 * d_cols, d_cols, 4, ctx.device, b) for b in budgets]
-    # (d) the issue's benchmark: n = 256 samples, d = 8192 dims, float32, forward.
+    # (d) the benchmark setting: n = 256 samples, d = 8192 dims, float32, forward.
     n_b, d_b = 256, 8192
     bench_ref = fake_peak_tensor_bytes(make(lambda E: covariance_component_torch(E, check_finite_values=False), n_b, d_b)).peak_bytes
     bench_opt = fake_peak_tensor_bytes(make(lambda E: covariance_regularization(E, check_finite_values=False), n_b, d_b)).peak_bytes

@@ -15,7 +15,7 @@ from reprobench.registry import make_generator
 
 PEAK_EXPONENT_MAX = 1.15  # O(n) memory, with 0.15 of slack for lower-order terms
 TIME_EXPONENT_MAX = 1.2  # O(n) time: a wall-clock fit gets 0.2 of slack
-SCAN_TARGET = 4.0  # the issue's target for the chunked scan over the sequential loop, on one thread
+SCAN_TARGET = 4.0  # the harness's target for the chunked scan over the sequential loop, on one thread
 
 
 @experiment("EFF-05",
@@ -28,7 +28,7 @@ def mamba_linear(ctx: RunContext) -> Outcome:
     plt = pyplot()
     device = ctx.device
     sizes = (1024, 4096) if ctx.quick else (1024, 4096, 16384)
-    dim = 256  # d_inner 512, state 16 (the issue's scan setting); the exponent does not depend on the width
+    dim = 256  # d_inner 512, state 16 (the scan target's setting); the exponent does not depend on the width
 
     g = make_generator(ctx.seed)
     layer = MambaLayer(dim, 16, 2.0).reset_parameters(g).to(device).eval()  # d_inner 512, state 16
@@ -137,7 +137,7 @@ def mamba_linear(ctx: RunContext) -> Outcome:
     fig.savefig(ctx.figure_path("eff05_mamba_scaling.png"), dpi=90)
     plt.close(fig)
     scan_text = (f"Scan alone at L={L}, d_inner 512, state 16: chunked / sequential speed on one thread {scan.estimate} "
-                 f"(issue target >= {SCAN_TARGET:g}: {scan.outcome}); {measured['scan_speedup_all_cores']:.2f}x with "
+                 f"(target >= {SCAN_TARGET:g}: {scan.outcome}); {measured['scan_speedup_all_cores']:.2f}x with "
                  f"all {measured['scan_threads_all_cores']} cores, {measured['scan_chunked_over_exp_floor']:.1f}x the "
                  f"time of its exps alone" if scan is not None else measured["scan_note"])
     return Outcome(
@@ -150,7 +150,7 @@ def mamba_linear(ctx: RunContext) -> Outcome:
              f"r² >= {MIN_R2}). Time, since the claim says efficient: the wall-time exponent in L <= "
              f"{TIME_EXPONENT_MAX}, fitted over 3 interleaved rounds per L (one point per round, t interval, r² >= "
              f"{MIN_R2}); and, on CPU, the chunked scan's speedup over the sequential loop on one thread >= "
-             f"{SCAN_TARGET:g} (the issue's target), from paired rounds. Each holds if its whole interval passes, fails "
+             f"{SCAN_TARGET:g} (the harness's target), from paired rounds. Each holds if its whole interval passes, fails "
              f"if wholly on the failing side, else inconclusive; all hold -> holds, all decisive fail -> fails, a mix -> "
              f"partial, an undecided one keeps it from holds. The exp floor and all-core ratio are supporting evidence.",
         evidence=f"Mamba layer (chunked scan), inference forward: tensor-peak exponent {peak_fit.exponent:.2f} over "

@@ -82,7 +82,8 @@ def _fit(curve, features):
 
 def _feature_bias(draw, g):
     """Mean of exp(ω·z - |z|²/2) over 64000 features of head dim 16, z = 0.3·ones: 1 for unbiased features
-    (issue 14's reproduction), with a t interval over the independent orthogonal blocks."""
+    (the setting where QR without sign fixing showed the bias), with a t interval over the independent
+    orthogonal blocks."""
     z = torch.full((16,), 0.3, dtype=torch.float64)
     values = torch.exp(draw(64000, 16, g).double() @ z - z @ z / 2).view(-1, 16).mean(1)
     return mean_interval(values.tolist())

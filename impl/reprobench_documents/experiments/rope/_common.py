@@ -9,7 +9,7 @@ from reprobench_documents.rotary.document import DEVIATIONS
 
 
 F64 = torch.float64
-HEADS, HEAD_DIM = 8, 64  # the benchmark shape: 8 heads x 64
+HEADS, HEAD_DIM = 8, 64  # the benchmark shape every ROPE timing uses: 8 heads x 64
 from reprobench.claims import float64_unavailable  # noqa: F401  (the family imports it from here)
 from reprobench.claims import not_checkable as _not_checkable
 
