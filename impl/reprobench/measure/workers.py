@@ -26,6 +26,7 @@ decision's method then says so, and its interval covers only what varies within 
 """
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import random
@@ -149,6 +150,7 @@ def _run_in_worker(payload: bytes) -> Any:
     with _lock:
         if _server is None or _server.poll() is not None:
             _server = _start_server()
+            atexit.register(shutdown)
         server = _server
         try:
             _write_message(server.stdin, payload)
@@ -170,9 +172,17 @@ def shutdown() -> None:
     """Stop the fork server (it also stops by itself when this process exits and its stdin closes)."""
     global _server
     with _lock:
-        if _server is not None and _server.poll() is None:
-            _server.stdin.close()
-            _server.wait(10)
+        if _server is not None:
+            if _server.poll() is None:
+                _server.stdin.close()
+                try:
+                    _server.wait(10)
+                except subprocess.TimeoutExpired:
+                    _server.kill()
+                    _server.wait()
+            for stream in (_server.stdin, _server.stdout):
+                if stream is not None and not stream.closed:
+                    stream.close()
         _server = None
 
 
