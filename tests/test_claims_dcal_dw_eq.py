@@ -46,9 +46,9 @@ def test_two_phase_training_is_not_checkable_off_the_cpu(tmp_path):
 
 
 def test_time_saved_maps_the_speedup_interval_end_to_end():
-    from reprobench_documents.experiments.dcal.pwca_time import _saved
+    from reprobench_documents.experiments.dcal.pwca_time import time_saved
 
     speedup = Estimate(point=1.25, low=1.0, high=2.0, confidence=0.95, samples=7, method="paired rounds")
-    saved = _saved(speedup)
+    saved = time_saved(speedup)
     assert math.isclose(saved.point, 0.2) and math.isclose(saved.low, 0.0) and math.isclose(saved.high, 0.5)
     assert (saved.confidence, saved.samples) == (0.95, 7)

@@ -15,7 +15,7 @@ import torch
 
 from reprobench.claims.experiment import DECIDED_VERDICTS, RunContext, load_experiments
 from reprobench_documents.experiments.eff._common import decide_time_ratio, min_estimate, seconds_per_call
-from reprobench_documents.experiments.eff.layer_sweep import _crossover_fields, _crossovers
+from reprobench_documents.experiments.eff.layer_sweep import crossover_fields, crossover_sizes
 from reprobench_documents.experiments.zoo._common import max_estimate, proportion_estimate
 from reprobench.measure import decide
 from reprobench.measure.stats import OUTCOMES, Estimate
@@ -148,9 +148,9 @@ def test_crossovers_beyond_the_sweep_are_null_with_a_note():
     sizes = (256, 512, 1024)
     times = {"Standard": {256: 1.0, 512: 4.0, 1024: 16.0}, "Fast": {256: 2.0, 512: 3.0, 1024: 5.0},
              "Never": {256: 2.0, 512: 8.0, 1024: 32.0}, "Noisy": {256: 0.5, 512: 5.0, 1024: 4.0}}
-    crossovers = _crossovers(times, sizes)
+    crossovers = crossover_sizes(times, sizes)
     assert crossovers == {"Fast": 512, "Never": None, "Noisy": 1024}  # a single point below dense does not count
-    fields = _crossover_fields(crossovers, sizes)
+    fields = crossover_fields(crossovers, sizes)
     assert fields["crossover_n_Fast"] == 512 and fields["crossover_n_Never"] is None
     assert fields["crossover_n_Never_note"] == "beyond the sweep (> 1024)"
     assert all(isinstance(fields[f"crossover_n_{k}_note"], str) for k in crossovers)

@@ -11,13 +11,15 @@ MINI = "vit_mini_patch16"
 from reprobench.claims import float64_unavailable, not_checkable  # noqa: F401  (the family imports them from here)
 
 
-def _model(ctx: RunContext, seed_offset: int = 0, dtype=torch.float32, **config):
+def seeded_model(ctx: RunContext, seed_offset: int = 0, dtype=torch.float32, **config):
+    """A DualAttentionModel seeded from ctx.seed (+ seed_offset), on ctx.device in `dtype`."""
     from reprobench_documents.models.dcal.model import DualAttentionModel
 
     model = DualAttentionModel(**config).reset_parameters(make_generator(ctx.seed + seed_offset))
     return model.to(device=ctx.device, dtype=dtype)
 
 
-def _images(ctx: RunContext, batch: int, side: int, seed_offset: int = 0, dtype=torch.float32):
+def seeded_images(ctx: RunContext, batch: int, side: int, seed_offset: int = 0, dtype=torch.float32):
+    """(batch, 3, side, side) Gaussian images drawn on the CPU from a seed, then moved to ctx.device."""
     g = make_generator(ctx.seed + 100 + seed_offset)
     return torch.randn(batch, 3, side, side, generator=g, dtype=dtype).to(ctx.device)

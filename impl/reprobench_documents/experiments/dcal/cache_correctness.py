@@ -6,7 +6,7 @@ import warnings
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.dcal._common import _images, _model, float64_unavailable, not_checkable
+from reprobench_documents.experiments.dcal._common import seeded_images, seeded_model, float64_unavailable, not_checkable
 from reprobench.measure import decide
 
 CLAIMED_07 = ("Cache key = hash of per-layer attention statistics (mean, std, ...), 'memory efficient'; a cache must "
@@ -51,11 +51,11 @@ def cache_correctness(ctx: RunContext) -> Outcome:
     # Model level: the same batch in another order (a shuffled loader) hits the previous batch's entry.
     side = 16
     config = dict(backbone_name="vit_micro_patch4", num_classes=5, img_size=side, top_k_ratio=0.25)
-    x = _images(ctx, 4, side, dtype=torch.float64)
+    x = seeded_images(ctx, 4, side, dtype=torch.float64)
     order = torch.tensor([1, 2, 3, 0], device=ctx.device)
     with torch.no_grad():
-        plain = _model(ctx, dtype=torch.float64, **config).eval()
-        stats = _model(ctx, dtype=torch.float64, cache_attention_rollout=True, **config).eval()
+        plain = seeded_model(ctx, dtype=torch.float64, **config).eval()
+        stats = seeded_model(ctx, dtype=torch.float64, cache_attention_rollout=True, **config).eval()
         stats(x)
         wrong = (stats(x[order])["glca_logits"] - plain(x[order])["glca_logits"]).abs().max().item()
         model_hit = stats.get_cache_stats()["hits"]
@@ -95,11 +95,11 @@ def cache_correctness(ctx: RunContext) -> Outcome:
 def cache_lru_and_stats(ctx: RunContext) -> Outcome:
     side = 16
     config = dict(backbone_name="vit_micro_patch4", num_classes=5, img_size=side, top_k_ratio=0.25)
-    batches = [_images(ctx, 2, side, i) for i in range(5)]
+    batches = [seeded_images(ctx, 2, side, i) for i in range(5)]
     sequence = [0, 1, 0, 2, 3, 1, 0, 4, 4, 2, 0, 3, 3, 1, 2] * (1 if ctx.quick else 4)
     results = {}
     for kind in ("stats", "exact"):
-        model = _model(ctx, cache_attention_rollout=True, cache_kind=kind, cache_size=3, **config).eval()
+        model = seeded_model(ctx, cache_attention_rollout=True, cache_kind=kind, cache_size=3, **config).eval()
         lru, expect, max_seen = [], {"hits": 0, "misses": 0, "evictions": 0}, 0
         with torch.no_grad():
             for i in sequence:

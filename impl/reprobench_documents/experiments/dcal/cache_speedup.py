@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.dcal._common import DEIT_S, MINI, _images, _model
+from reprobench_documents.experiments.dcal._common import DEIT_S, MINI, seeded_images, seeded_model
 from reprobench.measure import compare_interleaved, count_flops, decide, decide_speedup
 
 CLAIMED_SPEEDUP = 1.6  # "up to 60% faster" read as a 1.6× speedup
@@ -25,10 +25,10 @@ def cache_speedup(ctx: RunContext) -> Outcome:
     measured = {}
     with torch.no_grad():
         for rollout in ("full", "cls_chain"):
-            plain = _model(ctx, rollout_impl=rollout, **config).eval()
+            plain = seeded_model(ctx, rollout_impl=rollout, **config).eval()
             # max_size=1 and two alternating batches: every lookup misses (the distinct-batch case).
-            cached = _model(ctx, rollout_impl=rollout, cache_attention_rollout=True, cache_size=1, **config).eval()
-            batches = [_images(ctx, 2, side, i) for i in range(2)]
+            cached = seeded_model(ctx, rollout_impl=rollout, cache_attention_rollout=True, cache_size=1, **config).eval()
+            batches = [seeded_images(ctx, 2, side, i) for i in range(2)]
 
             def alternate(model):
                 state = {"i": 0}  # per model, so each one strictly alternates

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.dcal._common import _images, _model, float64_unavailable, not_checkable
+from reprobench_documents.experiments.dcal._common import seeded_images, seeded_model, float64_unavailable, not_checkable
 from reprobench.measure import decide
 
 CLAIMED = ("Existing model checkpoints load without modification; default behaviour unchanged (caching can be "
@@ -26,17 +26,17 @@ def checkpoint_compatibility(ctx: RunContext) -> Outcome:
         return not_checkable(CLAIMED, RULE, reason)
     side = 16
     config = dict(backbone_name="vit_micro_patch4", num_classes=5, img_size=side, top_k_ratio=0.25)
-    before = _model(ctx, dtype=torch.float64, pwca_weights="copy", **config).train()
-    after = _model(ctx, seed_offset=1, dtype=torch.float64, pwca_weights="shared", **config).train()
+    before = seeded_model(ctx, dtype=torch.float64, pwca_weights="copy", **config).train()
+    after = seeded_model(ctx, seed_offset=1, dtype=torch.float64, pwca_weights="shared", **config).train()
     keys_before, keys_after = list(before.state_dict()), list(after.state_dict())
     keys_equal = keys_before == keys_after
     missing = after.load_state_dict(before.state_dict(), strict=False)
-    x, y = _images(ctx, 2, side, 0, torch.float64), _images(ctx, 2, side, 1, torch.float64)
+    x, y = seeded_images(ctx, 2, side, 0, torch.float64), seeded_images(ctx, 2, side, 1, torch.float64)
     a, b = before(x, y), after(x, y)
     logits_diff = max((a[k] - b[k]).abs().max().item() for k in a)
-    cached = _model(ctx, dtype=torch.float64, cache_attention_rollout=True, **config).eval()
-    plain = _model(ctx, dtype=torch.float64, **config).eval()
-    disabled = _model(ctx, dtype=torch.float64, cache_attention_rollout=False, **config).eval()
+    cached = seeded_model(ctx, dtype=torch.float64, cache_attention_rollout=True, **config).eval()
+    plain = seeded_model(ctx, dtype=torch.float64, **config).eval()
+    disabled = seeded_model(ctx, dtype=torch.float64, cache_attention_rollout=False, **config).eval()
     with torch.no_grad():
         off_diff = (disabled(x)["glca_logits"] - plain(x)["glca_logits"]).abs().max().item()
         cached(x)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.dcal._common import MINI, _images, _model
+from reprobench_documents.experiments.dcal._common import MINI, seeded_images, seeded_model
 from reprobench.measure import count_flops, decide
 from reprobench.registry import make_generator
 
@@ -20,8 +20,8 @@ def evaluation_path(ctx: RunContext) -> Outcome:
 
     side = 112 if ctx.quick else 224
     config = dict(backbone_name=MINI, num_classes=200, img_size=side, top_k_ratio=0.1, depth=2)
-    model = _model(ctx, **config)
-    x, y = _images(ctx, 1, side, 0), _images(ctx, 1, side, 1)
+    model = seeded_model(ctx, **config)
+    x, y = seeded_images(ctx, 1, side, 0), seeded_images(ctx, 1, side, 1)
     with torch.no_grad():
         model.eval()
         eval_keys = sorted(model(x, y))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.dcal._common import DEIT_S, _model
+from reprobench_documents.experiments.dcal._common import DEIT_S, seeded_model
 from reprobench.measure import decide, fake_peak_tensor_bytes, peak_tensor_bytes
 
 CLAIMED_REDUCTION_01, CLAIMED_REDUCTION_03 = 0.50, 0.25
@@ -31,7 +31,7 @@ def pwca_parameter_storage(ctx: RunContext) -> Outcome:
     persistent = _param_bytes(model)
     attn_persistent = sum(_param_bytes(b.attn) for b in model.blocks)
     # Measured: the bytes the "before" allocates per block when it copies SA's weights.
-    sa = _model(ctx, backbone_name=DEIT_S, depth=1).blocks[0].attn
+    sa = seeded_model(ctx, backbone_name=DEIT_S, depth=1).blocks[0].attn
     copy_bytes_per_block = peak_tensor_bytes(lambda: copy_attention(sa)).retained_bytes
     copies = copy_bytes_per_block * len(model.blocks)  # one copy per block lives until backward
     model_reduction = copies / (persistent + copies)

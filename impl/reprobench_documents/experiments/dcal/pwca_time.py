@@ -11,7 +11,7 @@ JUDGED_N = 785  # the claims' size: DeiT-Small on 448×448 FGVC images, patch 16
 SAVED_BAND = (0.15, 0.60)  # time saved within a factor 2 of the claimed ~30%
 
 
-def _saved(speedup: Estimate) -> Estimate:
+def time_saved(speedup: Estimate) -> Estimate:
     """Time saved, 1 - 1/speedup: monotone in the speedup, so its interval maps end to end."""
     return Estimate(point=1 - 1 / speedup.point, low=1 - 1 / speedup.low, high=1 - 1 / speedup.high,
                     confidence=speedup.confidence, samples=speedup.samples, method=speedup.method + ", as 1 - 1/ratio")
@@ -56,7 +56,7 @@ def pwca_time(ctx: RunContext) -> Outcome:
             t = time_interleaved({"before": step(before), "after": step(after)}, rounds=7, min_run_time=min_run,
                                  device=ctx.device)
             speedup, candidate = ratio_from_rounds(t["before"].round_medians, t["after"].round_medians), t["after"]
-        saved[n], speedups[n] = _saved(speedup), speedup.point
+        saved[n], speedups[n] = time_saved(speedup), speedup.point
         # the same question from two separate timings: the copy's share of a 'before' step
         copy_share[n] = copy_ms / (copy_ms + candidate.median_ms)
     decision = decide(f"time_saved_N{JUDGED_N}", saved[JUDGED_N], between=SAVED_BAND, note=timed.note,

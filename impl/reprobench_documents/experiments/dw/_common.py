@@ -12,12 +12,14 @@ MiB = 1024 ** 2
 from reprobench.claims import float64_unavailable, not_checkable  # noqa: F401  (the family imports them from here)
 
 
-def _rel(a, b) -> float:
+def rel_diff(a, b) -> float:
+    """|a - b| / max(|a|, |b|) as Python floats (0 when both are 0)."""
     a, b = float(a), float(b)
     return abs(a - b) / max(abs(a), abs(b), 1e-300)
 
 
-def _layer(seed, *, device: torch.device, dtype=torch.float32, **config):
+def seeded_layer(seed, *, device: torch.device, dtype=torch.float32, **config):
+    """The DW attention layer (cosine, dynamic weights unless `config` says otherwise), seeded, in eval mode."""
     defaults = dict(dim=64, heads=8, dim_head=8, variant="cosine", dynamic_weight=True)
     defaults.update(config)
     return Attention(**defaults).reset_parameters(make_generator(seed)).to(device=device, dtype=dtype).eval()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment, pyplot
-from reprobench_documents.experiments.dw._common import F64, MiB, _rel, float64_unavailable, not_checkable
+from reprobench_documents.experiments.dw._common import F64, MiB, rel_diff, float64_unavailable, not_checkable
 from reprobench.measure import compare_interleaved, count_flops, decide, fake_peak_tensor_bytes
 from reprobench.registry import make_generator
 from reprobench_documents.regularizers._common import chunk_columns
@@ -52,7 +52,7 @@ def covariance_chunking(ctx: RunContext) -> Outcome:
         exact = covariance_component_torch(E)
         for method in ("gram", "columns"):
             for chunk in range(1, d + 1):
-                chunk_err = max(chunk_err, _rel(covariance_regularization(E, chunk_size=chunk, method=method), exact))
+                chunk_err = max(chunk_err, rel_diff(covariance_regularization(E, chunk_size=chunk, method=method), exact))
     # (b) tensor peak as the chunk shrinks (FakeTensorMode: nothing is allocated).
     n_cols, d_cols = (2048, 1024) if ctx.quick else (8192, 4096)
     chunks = [d_cols // 16, d_cols // 4, d_cols]
@@ -80,7 +80,7 @@ def covariance_chunking(ctx: RunContext) -> Outcome:
     E = torch.randn(n_b, d_t, generator=g).to(ctx.device)
     ref = lambda: covariance_component_torch(E, check_finite_values=False)  # noqa: E731
     opt = lambda: covariance_regularization(E, check_finite_values=False)  # noqa: E731
-    bench_rel = _rel(ref(), opt())
+    bench_rel = rel_diff(ref(), opt())
     # Supporting time, not judged: one round at d=8192 (each call of the documented code takes seconds).
     cmp = compare_interleaved(ref, opt, rounds=2 if ctx.quick else 1, min_run_time=0.05, device=ctx.device)
     centered = n_cols * d_cols * 4  # the centered copy both versions hold

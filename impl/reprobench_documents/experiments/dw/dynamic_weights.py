@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.dw._common import F64, _layer, float64_unavailable, not_checkable
+from reprobench_documents.experiments.dw._common import F64, seeded_layer, float64_unavailable, not_checkable
 from reprobench.measure import decide
 from reprobench.registry import make_generator
 
@@ -22,7 +22,7 @@ RULE = ("exact values over the inputs (float64, deterministic draws), three deci
 def dynamic_weights(ctx: RunContext) -> Outcome:
     if reason := float64_unavailable(ctx):
         return not_checkable(CLAIMED, RULE, reason)
-    layer = _layer(ctx.seed, dtype=F64, device=ctx.device)
+    layer = seeded_layer(ctx.seed, dtype=F64, device=ctx.device)
     g = make_generator(ctx.seed + 1)
     inputs = 10 if ctx.quick else 50
     weights = []

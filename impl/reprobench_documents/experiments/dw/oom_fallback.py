@@ -7,7 +7,7 @@ import warnings
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.dw._common import _layer
+from reprobench_documents.experiments.dw._common import seeded_layer
 from reprobench.measure import decide
 from reprobench.registry import make_generator
 
@@ -18,7 +18,7 @@ from reprobench.registry import make_generator
                 '"Fallback to basic attention if advanced fails; graceful degradation when OOM occurs": inject a '
                 'failure / OOM in the advanced path; the layer returns the basic attention output with a warning.'))
 def oom_fallback(ctx: RunContext) -> Outcome:
-    layer = _layer(ctx.seed, device=ctx.device)
+    layer = seeded_layer(ctx.seed, device=ctx.device)
     x = torch.randn(2, 16, 64, generator=make_generator(ctx.seed + 1)).to(ctx.device)
     with torch.no_grad():
         basic = layer(x, x, x, use_advanced=False)

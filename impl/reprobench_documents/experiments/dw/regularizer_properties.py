@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.dw._common import F64, _rel, float64_unavailable, not_checkable
+from reprobench_documents.experiments.dw._common import F64, rel_diff, float64_unavailable, not_checkable
 from reprobench.measure import decide, fit_exponent_estimate
 from reprobench.measure.stats import MIN_R2
 from reprobench.registry import make_generator
@@ -50,7 +50,7 @@ def invariance_vs_cosine(ctx: RunContext) -> Outcome:
     moved[rows, labels] = prototypes[rows, labels]
     ce_moved = invariance(scale * F.cosine_similarity(q[:, None], moved, dim=-1), labels)
     cos_moved = cosine_distance(q, moved[rows, labels])
-    numpy_vs_torch = max(_rel(invariance_numpy(logits[i].cpu().numpy(), int(labels[i])), ce[i]) for i in range(50))
+    numpy_vs_torch = max(rel_diff(invariance_numpy(logits[i].cpu().numpy(), int(labels[i])), ce[i]) for i in range(50))
     # Where the formula as written (-log of an underflowed softmax) becomes inf.
     gaps = torch.arange(1, 1001, dtype=F64, device=ctx.device)
     overflow = {}
@@ -110,10 +110,10 @@ def variance_properties(ctx: RunContext) -> Outcome:
         n, d = int(torch.randint(2, 64, (1,), generator=g)), int(torch.randint(1, 32, (1,), generator=g))
         E = (torch.randn(n, d, dtype=F64, generator=g) * torch.rand(1, d, dtype=F64, generator=g) * 2).to(ctx.device)
         value = variance_regularization(E, gamma)
-        agree = max(agree, _rel(variance_component_torch(E, gamma), value),
-                    _rel(variance_regularization_multi_dim_numpy(E.cpu().numpy(), gamma), value))
+        agree = max(agree, rel_diff(variance_component_torch(E, gamma), value),
+                    rel_diff(variance_regularization_multi_dim_numpy(E.cpu().numpy(), gamma), value))
         negative += bool(value < 0)
-        order = max(order, _rel(variance_regularization(E[torch.randperm(n, generator=g).to(ctx.device)], gamma), value))
+        order = max(order, rel_diff(variance_regularization(E[torch.randperm(n, generator=g).to(ctx.device)], gamma), value))
         offset = 100 * torch.randn(1, d, dtype=F64, generator=g).to(ctx.device)
         shift = max(shift, abs(float(variance_regularization(E + offset, gamma) - value)))
         unit = (E - E.mean(0)) / E.std(0, correction=0)
@@ -166,11 +166,11 @@ def covariance_properties(ctx: RunContext) -> Outcome:
         n, d = int(torch.randint(2, 64, (1,), generator=g)), int(torch.randint(2, 32, (1,), generator=g))
         E = draw(n, d) @ draw(d, d)
         value = covariance_regularization(E)
-        agree = max(agree, _rel(covariance_component_torch(E), value),
-                    _rel(covariance_regularization_numpy(E.cpu().numpy()), value))
-        order = max(order, _rel(covariance_regularization(E[torch.randperm(n, generator=g).to(ctx.device)]), value))
-        feature = max(feature, _rel(covariance_regularization(E[:, torch.randperm(d, generator=g).to(ctx.device)]), value))
-        shift = max(shift, _rel(covariance_regularization(E + 10 * draw(1, d)), value))
+        agree = max(agree, rel_diff(covariance_component_torch(E), value),
+                    rel_diff(covariance_regularization_numpy(E.cpu().numpy()), value))
+        order = max(order, rel_diff(covariance_regularization(E[torch.randperm(n, generator=g).to(ctx.device)]), value))
+        feature = max(feature, rel_diff(covariance_regularization(E[:, torch.randperm(d, generator=g).to(ctx.device)]), value))
+        shift = max(shift, rel_diff(covariance_regularization(E + 10 * draw(1, d)), value))
         X = draw(n + d, d)
         Q, _ = torch.linalg.qr(X - X.mean(0))  # centered orthonormal columns: C = I / (K - 1)
         diagonal = d / (n + d - 1) ** 2

@@ -14,7 +14,7 @@ from reprobench.measure.stats import min_estimate  # noqa: F401  (the family imp
 HEAD_DIM = 64  # the document's examples: dim 768, 12 heads
 
 
-def _fake(make_call, flops: bool = True):
+def fake_costs(make_call, flops: bool = True):
     """(tensor peak bytes, FLOPs) of an inference call (no_grad) built inside FakeTensorMode."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -34,7 +34,7 @@ def _fake(make_call, flops: bool = True):
     return peak, count
 
 
-def _qkv(n, heads, g, requires_grad=False, device=None):
+def qkv(n, heads, g, requires_grad=False, device=None):
     """Seeded (1, heads, n, HEAD_DIM) q, k, v: drawn from the CPU generator `g`, then moved to `device`, so
     every device sees the same values."""
     device = torch.device(device) if device is not None else torch.device("cpu")

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.eff._common import HEAD_DIM, _fake
+from reprobench_documents.experiments.eff._common import HEAD_DIM, fake_costs
 from reprobench.measure import count_host_syncs, decide
 from reprobench.measure.stats import MIN_R2, fit_exponent_estimate
 from reprobench.registry import make_generator
@@ -28,7 +28,7 @@ def cross_memory_complexity(ctx: RunContext) -> Outcome:
             q = torch.empty(1, heads, n, HEAD_DIM, device=device)
             k, v = torch.empty(1, heads, m, HEAD_DIM, device=device), torch.empty(1, heads, m, HEAD_DIM, device=device)
             return lambda: F.scaled_dot_product_attention(q, k, v)
-        return _fake(make_call)
+        return fake_costs(make_call)
 
     ns, ms = ((256, 1024, 4096), (16, 64, 256)) if ctx.quick else ((256, 512, 1024, 2048, 4096), (16, 64, 256, 1024))
     base_n, base_m = 1024, 64

@@ -159,7 +159,7 @@ def efficiency_table(ctx: RunContext) -> Outcome:
     )
 
 
-def _crossovers(full: dict, sizes) -> dict:
+def crossover_sizes(full: dict, sizes) -> dict:
     """The smallest n from which each variant stays faster than dense at every larger n (a single noisy point
     below the line does not count); None when it never does within the sweep."""
     dense = full["Standard"]
@@ -171,7 +171,7 @@ def _crossovers(full: dict, sizes) -> dict:
     return crossovers
 
 
-def _crossover_fields(crossovers: dict, sizes) -> dict:
+def crossover_fields(crossovers: dict, sizes) -> dict:
     """Measured values of one JSON type in every run: the crossover n (an int) or None, and always a note."""
     fields = {}
     for label, c in crossovers.items():
@@ -218,8 +218,8 @@ def crossover_lengths(ctx: RunContext) -> Outcome:
     plt = pyplot()
     sizes, times = _cached_sweep(ctx)
     full, flagged = _extrapolated(times, sizes)
-    crossovers = _crossovers(full, sizes)
-    measured = {"dim": SWEEP_DIM, "heads": SWEEP_HEADS, "sizes_max": sizes[-1], **_crossover_fields(crossovers, sizes)}
+    crossovers = crossover_sizes(full, sizes)
+    measured = {"dim": SWEEP_DIM, "heads": SWEEP_HEADS, "sizes_max": sizes[-1], **crossover_fields(crossovers, sizes)}
     measured.update({f"{label}_ms_n{n}": round(full[label][n], 2) for label in full for n in sizes})
     measured["extrapolated_points"] = "; ".join(f"{label}: {ns}" for label, ns in flagged.items() if ns) or "none"
 

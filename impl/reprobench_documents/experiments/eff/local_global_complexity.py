@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from reprobench.claims import Outcome, RunContext, experiment, pyplot
-from reprobench_documents.experiments.eff._common import HEAD_DIM, _fake, _qkv, draw_rule_slope
+from reprobench_documents.experiments.eff._common import HEAD_DIM, fake_costs, qkv, draw_rule_slope
 from reprobench.measure import compare_interleaved, decide
 from reprobench.measure.stats import MIN_R2, fit_exponent_estimate
 from reprobench.registry import make_generator
@@ -17,7 +17,7 @@ def _fake_qkv(n, heads, fn, device):
     def make_call():
         q, k, v = [torch.empty(1, heads, n, HEAD_DIM, device=device) for _ in range(3)]
         return lambda: fn(q, k, v)
-    return _fake(make_call)
+    return fake_costs(make_call)
 
 
 def _fwd_bwd(fn, tensors):
@@ -60,10 +60,10 @@ def local_global_complexity(ctx: RunContext) -> Outcome:
     # bytes): forward, and forward + backward (the trainable path).
     g = make_generator(ctx.seed)
     n_speed, speed_heads = (2048, 2) if ctx.quick else (8192, 2)
-    q, k, v = _qkv(n_speed, speed_heads, g, device=device)
+    q, k, v = qkv(n_speed, speed_heads, g, device=device)
     fwd = compare_interleaved(lambda: F.scaled_dot_product_attention(q, k, v), lambda: local_global_sdpa(q, k, v, w, gtok),
                               rounds=1 if ctx.quick else 2, min_run_time=0.01, device=device)
-    tq = _qkv(n_speed, 1, g, requires_grad=True, device=device)  # one head: dense fwd+bwd at n=8192 is the slowest call
+    tq = qkv(n_speed, 1, g, requires_grad=True, device=device)  # one head: dense fwd+bwd at n=8192 is the slowest call
     bwd = compare_interleaved(_fwd_bwd(F.scaled_dot_product_attention, tq),
                               _fwd_bwd(lambda a, b, c: local_global_sdpa(a, b, c, w, gtok), tq),
                               rounds=1, min_run_time=0.01, device=device)

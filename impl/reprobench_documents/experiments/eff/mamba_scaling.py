@@ -6,7 +6,7 @@ import os
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment, pyplot
-from reprobench_documents.experiments.eff._common import _fake, draw_rule_slope
+from reprobench_documents.experiments.eff._common import fake_costs, draw_rule_slope
 from reprobench.measure import (compare_interleaved, count_host_syncs, decide, decide_speedup, peak_tensor_bytes,
                                 time_interleaved)
 from reprobench.measure.stats import MIN_R2, fit_exponent_estimate
@@ -74,7 +74,7 @@ def mamba_linear(ctx: RunContext) -> Outcome:
                               torch.empty(1, L, N, device=device), torch.empty(1, L, N, device=device),
                               torch.empty(D, N, device=device))
         return lambda: chunked_scan(xx, dd, aa, bb, cc)
-    scan_peak = _fake(scan_call, flops=False)[0]
+    scan_peak = fake_costs(scan_call, flops=False)[0]
     measured = {"dim": dim, "state_size": 16, "d_inner": 2 * dim,
                 "peak_exponent_layer_fwd": peak_fit.exponent,
                 "peak_MiB_layer_at_max_L": peaks[-1] / 2**20,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from reprobench.claims import Outcome, RunContext, experiment, pyplot
-from reprobench_documents.experiments.eff._common import HEAD_DIM, _fake, _qkv
+from reprobench_documents.experiments.eff._common import HEAD_DIM, fake_costs, qkv
 from reprobench.measure import compare_interleaved, decide, fit_exponent_estimate, mean_interval
 from reprobench.registry import make_generator
 
@@ -29,7 +29,7 @@ def _favor_rel_error(n, r, g, kernel="softmax", draws=3, heads=2, scale=QK_SCALE
     """Relative error against exact softmax attention for `draws` feature draws (head dim 64)."""
     from reprobench_documents.attention.performer import draw_features, favor_linear
 
-    q, k, v = [t * scale for t in _qkv(n, heads, g)]
+    q, k, v = [t * scale for t in qkv(n, heads, g)]
     exact = F.scaled_dot_product_attention(q, k, v)
     return [_rel_error(favor_linear(q, k, v, draw_features(r, HEAD_DIM, g).float(), kernel), exact)
             for _ in range(draws)]
@@ -107,7 +107,7 @@ def performer_claims(ctx: RunContext) -> Outcome:
             q, k, v = [torch.empty(1, 12, n, HEAD_DIM) for _ in range(3)]
             o = torch.empty(features, HEAD_DIM)
             return lambda: favor_linear(q, k, v, o, "softmax")
-        return _fake(make_call)
+        return fake_costs(make_call)
 
     sizes = (1024, 4096) if ctx.quick else (1024, 4096, 16384)
     peaks, flops = zip(*[favor_cost(n, r) for n in sizes])
@@ -130,7 +130,7 @@ def performer_claims(ctx: RunContext) -> Outcome:
     # Long sequences at the default r = 256 (head dim 64, 2 heads): error and attention-weight distance.
     acc_ns = (256, 1024) if ctx.quick else (256, 1024, 4096)
     err_n = {n: mean_interval(_favor_rel_error(n, r, g)) for n in acc_ns}
-    tq, tk, tv = [t * QK_SCALE for t in _qkv(1024, 1, g)]
+    tq, tk, tv = [t * QK_SCALE for t in qkv(1024, 1, g)]
     _, approx = favor_explicit(tq, tk, tv, omega, "softmax", return_probs=True)
     exact_probs = (tq @ tk.transpose(-2, -1) / math.sqrt(HEAD_DIM)).softmax(-1)
     tv_distance = 0.5 * (approx - exact_probs).abs().sum(-1).mean().item()
@@ -154,7 +154,7 @@ def performer_claims(ctx: RunContext) -> Outcome:
     # Speed at n = 8192: ours vs dense SDPA (2 heads) and vs performer-pytorch's FastAttention (12 heads).
     n_speed = 2048 if ctx.quick else 8192
     measured["speed_n"] = n_speed
-    q, k, v = _qkv(n_speed, 2, g)
+    q, k, v = qkv(n_speed, 2, g)
     cmp = compare_interleaved(lambda: F.scaled_dot_product_attention(q, k, v), lambda: favor_linear(q, k, v, omega, "softmax"),
                               rounds=1, min_run_time=0.01)
     measured.update(speedup_vs_dense_sdpa_2heads=cmp.speedup, performer_ms_2heads=cmp.candidate.median_ms,
@@ -165,7 +165,7 @@ def performer_claims(ctx: RunContext) -> Outcome:
         bias["peer"] = _feature_bias(lambda m, d, gen: _peer_features(m, d, int(torch.randint(2**62, (1,), generator=gen))), g)
         measured["peer_feature_mean_exp_d16"] = bias["peer"].point
         peer.projection_matrix = omega
-        q12, k12, v12 = [t * QK_SCALE for t in _qkv(n_speed, 12, g)]
+        q12, k12, v12 = [t * QK_SCALE for t in qkv(n_speed, 12, g)]
         with torch.no_grad():
             agree = _rel_error(favor_linear(q12, k12, v12, omega, "softmax"), peer(q12, k12, v12))
             peer_cmp = compare_interleaved(lambda: peer(q12, k12, v12), lambda: favor_linear(q12, k12, v12, omega, "softmax"),

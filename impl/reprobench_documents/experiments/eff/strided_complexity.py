@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from reprobench_documents.attention.strided import strided_sdpa
 from reprobench.claims import Outcome, RunContext, experiment, pyplot
-from reprobench_documents.experiments.eff._common import HEAD_DIM, _fake, _qkv, draw_rule_slope
+from reprobench_documents.experiments.eff._common import HEAD_DIM, fake_costs, qkv, draw_rule_slope
 from reprobench.measure import decide, decide_speedup, fake_peak_tensor_bytes, time_interleaved
 from reprobench.measure.stats import MIN_R2, fit_exponent_estimate
 from reprobench.registry import make_generator
@@ -32,7 +32,7 @@ def _fake_core(fn, n, heads, device):
     def make_call():
         q, k, v = [torch.empty(1, heads, n, HEAD_DIM, device=device) for _ in range(3)]
         return lambda: fn(q, k, v)
-    return _fake(make_call)
+    return fake_costs(make_call)
 
 
 def _fake_peak(fn, n, device):
@@ -58,13 +58,13 @@ def strided_complexity(ctx: RunContext) -> Outcome:
                       "batch": 1, "pass": "forward, float32, attention core"}
     decisions, speedups = [], {}
     dense_flops = _fake_core(F.scaled_dot_product_attention, n_big, HEADS, device)[1]
-    inputs = {"qkv": _qkv(n_big, TIMED_HEADS, g, device=device)}
+    inputs = {"qkv": qkv(n_big, TIMED_HEADS, g, device=device)}
 
     def fresh_inputs() -> None:
         # Every round times newly allocated q, k, v behind a spacer of random size: where the inputs land in
         # memory moves the strided kernel's time by ~15%, so rounds must sample placements, not share one.
         spacer = torch.empty(int(torch.randint(1, 1 << 20, (1,), generator=g)), device=device)
-        inputs["qkv"] = _qkv(n_big, TIMED_HEADS, g, device=device)
+        inputs["qkv"] = qkv(n_big, TIMED_HEADS, g, device=device)
         del spacer
 
     for stride in strides:
@@ -97,7 +97,7 @@ def strided_complexity(ctx: RunContext) -> Outcome:
     time_sizes = (256, 512, 1024) if ctx.quick else (512, 1024, 2048, 4096)
     round_times: dict[str, list[tuple[int, float]]] = {"strided": [], "dense": []}
     for n in time_sizes:
-        tq, tk, tv = _qkv(n, TIMED_HEADS, g, device=device)
+        tq, tk, tv = qkv(n, TIMED_HEADS, g, device=device)
         pair = time_interleaved({"strided": lambda: strided_sdpa(tq, tk, tv, stride),
                                  "dense": lambda: F.scaled_dot_product_attention(tq, tk, tv)},
                                 rounds=3, min_run_time=min_run_time, device=device)

@@ -23,7 +23,7 @@ RULE = (f"counts (deterministic; float64 lrs of the document's schedulers, base 
         f"not judged")
 
 
-def _off(value: float, target: float, rel: float) -> int:
+def off_target(value: float, target: float, rel: float) -> int:
     """1 if `value` is not within `rel` relative of `target` (math.isclose, no absolute slack), else 0."""
     return int(not math.isclose(value, target, rel_tol=rel, abs_tol=0.0))
 
@@ -47,8 +47,8 @@ def schedulers(ctx: RunContext) -> Outcome:
     v1_points = [(0, V1_START, TOL_POINT), (WARMUP, BASE, TOL_POINT), (TOTAL, ETA_MIN, TOL_END)]
     v2_points = ([(0, V2_START, TOL_POINT)] + [(e, BASE, TOL_POINT) for e in range(WARMUP, DECAY_START)]
                  + [(DECAY_START, BASE + V2_OFFSET, TOL_POINT), (TOTAL, ETA_MIN + V2_OFFSET, TOL_END)])
-    v1_off = sum(_off(lr1[e], target, rel) for e, target, rel in v1_points)
-    v2_off = sum(_off(lr2[e], target, rel) for e, target, rel in v2_points)
+    v1_off = sum(off_target(lr1[e], target, rel) for e, target, rel in v1_points)
+    v2_off = sum(off_target(lr2[e], target, rel) for e, target, rel in v2_points)
     v1_rises = int((v1[WARMUP:TOTAL + 1].diff() > 0).sum())
     v2_rises = int((v2[DECAY_START:TOTAL + 1].diff() > 0).sum())
     try:

@@ -18,13 +18,13 @@ def not_checkable(claimed: str, rule: str, reason: str) -> Outcome:
     return _not_checkable(claimed, rule, reason, deviations=DEVIATIONS)
 
 
-def _orthogonality(matrix: torch.Tensor) -> tuple[float, float]:
+def orthogonality(matrix: torch.Tensor) -> tuple[float, float]:
     """(max |QᵀQ − I|, det Q)."""
     eye = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
     return (matrix.T @ matrix - eye).abs().max().item(), torch.linalg.det(matrix).item()
 
 
-def _figure(ctx: RunContext, name: str, draw) -> list[str]:
+def save_figure(ctx: RunContext, name: str, draw) -> list[str]:
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.2))

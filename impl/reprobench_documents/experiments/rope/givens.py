@@ -7,7 +7,7 @@ import math
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.rope._common import (F64, HEAD_DIM, HEADS, _figure, _orthogonality,
+from reprobench_documents.experiments.rope._common import (F64, HEAD_DIM, HEADS, save_figure, orthogonality,
                                                         float64_unavailable, not_checkable)
 from reprobench.measure import count_host_syncs, decide, ratio_from_rounds, time_interleaved
 from reprobench.registry import make_generator
@@ -42,7 +42,7 @@ def givens_rotations(ctx: RunContext) -> Outcome:
         for i in range(dims):
             for j in range(i + 1, dims):
                 for theta in angles:
-                    orth, det = _orthogonality(doc.rotation_matrix(dims, i, j, theta.reshape(1)))
+                    orth, det = orthogonality(doc.rotation_matrix(dims, i, j, theta.reshape(1)))
                     orth_max, det_max = max(orth_max, orth), max(det_max, abs(det - 1))
         per_dims_orth[dims], per_dims_det[dims] = orth_max, det_max
     error_not_3 = max(max(per_dims_orth[d], per_dims_det[d]) for d in dims_range if d != 3)
@@ -63,7 +63,7 @@ def givens_rotations(ctx: RunContext) -> Outcome:
         timings = time_interleaved({"dense": lambda: ref(x), "optimized": lambda: fast(x)},
                                    rounds=3, min_run_time=0.02 if ctx.quick else 0.05, device=device)
     speedup = ratio_from_rounds(timings["dense"].round_medians, timings["optimized"].round_medians)
-    figures = _figure(ctx, "rope03_orthogonality.png", lambda ax: (
+    figures = save_figure(ctx, "rope03_orthogonality.png", lambda ax: (
         ax.bar([str(d) for d in dims_range], [max(per_dims_orth[d], per_dims_det[d], 1e-17) for d in dims_range]),
         ax.axhline(TOL_GIVENS, color="r", ls="--", label=f"rule: <= {TOL_GIVENS:g} (dims != 3)"),
         ax.axhline(TOL_DIMS3, color="orange", ls="--", label=f"rule: <= {TOL_DIMS3:g} (dims = 3)"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.rope._common import (F64, HEAD_DIM, _figure, _orthogonality, float64_unavailable,
+from reprobench_documents.experiments.rope._common import (F64, HEAD_DIM, save_figure, orthogonality, float64_unavailable,
                                                         not_checkable)
 from reprobench.measure import decide
 from reprobench.registry import make_generator
@@ -63,7 +63,7 @@ def projection_rotation(ctx: RunContext) -> Outcome:
                             "angle_cos_max_change": (cos_out - cos_in).abs().max().item(),
                             "singular_min": singular.min().item(), "singular_max": singular.max().item(),
                             "condition_number": (singular.max() / singular.min()).item(),
-                            "orthogonality_error": _orthogonality(matrix)[0],
+                            "orthogonality_error": orthogonality(matrix)[0],
                             "inversion_error": (recovered - x).abs().max().item()}
             results[key]["ratios"] = ratio.flatten().tolist()  # for the figure's histogram
     d = results["doc"]
@@ -72,7 +72,7 @@ def projection_rotation(ctx: RunContext) -> Outcome:
                  decide("doc_angle_cos_max_change", d["angle_cos_max_change"], at_most=COSINE_TOL),
                  decide("doc_condition_number", d["condition_number"], at_most=CONDITION_MAX),
                  decide("doc_inversion_error", d["inversion_error"], at_most=INVERSION_TOL)]
-    figures = _figure(ctx, "rope04_norm_ratio.png", lambda ax: (
+    figures = save_figure(ctx, "rope04_norm_ratio.png", lambda ax: (
         ax.hist(results["doc"]["ratios"], bins=40, label="document project_and_rotate"),
         ax.axvspan(1 - NORM_TOL, 1 + NORM_TOL, color="tab:green", alpha=0.4,
                    label=f"rule: every ratio in [{1 - NORM_TOL:g}, {1 + NORM_TOL:g}]"),

@@ -6,7 +6,7 @@ import math
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.rope._common import F64, _orthogonality, float64_unavailable, not_checkable
+from reprobench_documents.experiments.rope._common import F64, orthogonality, float64_unavailable, not_checkable
 from reprobench.measure import decide
 from reprobench.registry import make_generator
 from reprobench_documents.rotary.document import DEVIATIONS, CompactRotation, RotaryEmbedding
@@ -41,7 +41,7 @@ def quaternion_rotation(ctx: RunContext) -> Outcome:
     for u in axes:
         for theta in angles:
             for key, rotate in (("doc", doc.q_rotation), ("fix", sandwich_rotation)):
-                orth, det = _orthogonality(rotate(eye, theta, u))
+                orth, det = orthogonality(rotate(eye, theta, u))
                 worst[f"{key}_orth"] = max(worst[f"{key}_orth"], orth)
                 worst[f"{key}_det"] = max(worst[f"{key}_det"], abs(det - 1))
                 dets.append(det) if key == "doc" else None
@@ -52,9 +52,9 @@ def quaternion_rotation(ctx: RunContext) -> Outcome:
                 worst[f"{key}_comp"] = max(worst[f"{key}_comp"], comp)
     for axis in range(3):
         for theta in angles:
-            orth, _ = _orthogonality(CompactRotation.q_rotate(eye, theta, axis))
+            orth, _ = orthogonality(CompactRotation.q_rotate(eye, theta, axis))
             worst["compact_orth"] = max(worst["compact_orth"], orth)
-    at_pi, _ = _orthogonality(doc.q_rotation(eye, torch.tensor(math.pi, dtype=F64, device=ctx.device), axes[0]))
+    at_pi, _ = orthogonality(doc.q_rotation(eye, torch.tensor(math.pi, dtype=F64, device=ctx.device), axes[0]))
     big = 100 * x
     clamp_error = ((doc.q_rotation(big, angles[3], axes[0]) - 100 * doc.q_rotation(x, angles[3], axes[0])).norm()
                    / (100 * doc.q_rotation(x, angles[3], axes[0])).norm()).item()

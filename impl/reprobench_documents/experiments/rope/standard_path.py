@@ -22,7 +22,7 @@ RULE = (f"exact errors (float64, dim 64, θ=1e4, num_freqs=32, deterministic dra
         f"rotary-embedding-torch (interleaved rounds) is reported, not judged: the claim says nothing about speed")
 
 
-def _bf16_error(rope, xb: torch.Tensor, truth: torch.Tensor) -> float | None:
+def bf16_error(rope, xb: torch.Tensor, truth: torch.Tensor) -> float | None:
     """Max error of a bfloat16 forward against the float64 oracle, or None when the module refuses bfloat16 input
     (a TypeError naming the argument: the components accept float32/float64 only)."""
     try:
@@ -31,7 +31,7 @@ def _bf16_error(rope, xb: torch.Tensor, truth: torch.Tensor) -> float | None:
         return None
 
 
-def _bf16_words(reference: float | None, optimized: float | None) -> str:
+def bf16_words(reference: float | None, optimized: float | None) -> str:
     if reference is None or optimized is None:
         return (f"bf16 inputs: refused by the reference ({reference is None}) and the optimized twin "
                 f"({optimized is None}), so the document's bf16 positions are not reached.")
@@ -79,7 +79,7 @@ def rope_standard_path(ctx: RunContext) -> Outcome:
         ref32 = DocumentRoPE(HEAD_DIM, num_freqs=32).to(device)
         opt32 = FastRoPE(HEAD_DIM, num_freqs=32).to(device)
         bf16_truth = textbook_rope_float64(xb.cpu(), freqs.cpu()).to(device)
-        bf16_ref_error, bf16_opt_error = (_bf16_error(rope, xb, bf16_truth) for rope in (ref32, opt32))
+        bf16_ref_error, bf16_opt_error = (bf16_error(rope, xb, bf16_truth) for rope in (ref32, opt32))
 
     # Benchmark: optimized vs rotary-embedding-torch (benchmark-only peer) with the peer's frequencies.
     from rotary_embedding_torch import RotaryEmbedding as PeerRotary
@@ -131,6 +131,6 @@ def rope_standard_path(ctx: RunContext) -> Outcome:
                   f"freqs=[0]: max change {default_change:.1e} over {n} positions, i.e. it rotates nothing. The linear "
                   f"spectrum turns at most {freqs.max().item():.3f} rad/token (textbook RoPE: 1). Optimized is "
                   f"{vs_peer}x faster than rotary-embedding-torch (median of 3 paired rounds [min, max]) at "
-                  f"1x{HEADS}x{n}x{HEAD_DIM} (max diff {peer_diff:.1e}); " + _bf16_words(bf16_ref_error, bf16_opt_error)),
+                  f"1x{HEADS}x{n}x{HEAD_DIM} (max diff {peer_diff:.1e}); " + bf16_words(bf16_ref_error, bf16_opt_error)),
         deviations=list(DEVIATIONS),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment, pyplot
-from reprobench_documents.experiments.zoo._common import _pair
+from reprobench_documents.experiments.zoo._common import pair
 from reprobench.measure import count_flops, decide, decide_speedup, time_interleaved
 from reprobench.measure.stats import MIN_R2, fit_exponent_estimate
 from reprobench.registry import make_generator
@@ -31,7 +31,7 @@ def adaptive_span_cost(ctx: RunContext) -> Outcome:
     dims, heads, ramp = 256, 8, 32
     spans = (0.0625, 0.125, 0.25) if ctx.quick else (0.03125, 0.0625, 0.125, 0.25)
     run_time = 0.04 if ctx.quick else 0.1
-    ref, opt = _pair(AdaptiveSpan, g, dims=dims, head=heads, max_dist=n, ramp=ramp, span_init=0.5)
+    ref, opt = pair(AdaptiveSpan, g, dims=dims, head=heads, max_dist=n, ramp=ramp, span_init=0.5)
     ref, opt = ref.to(device), opt.to(device)
     x = torch.randn(1, n, dims, generator=g).to(device)
     measured = {"n": n, "dims": dims, "heads": heads, "ramp": ramp, "pass": "forward, float32, no_grad, 1 thread"}

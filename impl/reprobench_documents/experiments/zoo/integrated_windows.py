@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.zoo._common import _pair
+from reprobench_documents.experiments.zoo._common import pair
 from reprobench.measure import count_flops, decide, time_callable
 from reprobench.registry import make_generator
 
@@ -26,7 +26,7 @@ def integrated_windows(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     device = ctx.device
     n_small = 96
-    ref, opt = _pair(IntegratedAttention, g, torch.float64, dims=64, head=4, max_dist=n_small, win_size=n_small,
+    ref, opt = pair(IntegratedAttention, g, torch.float64, dims=64, head=4, max_dist=n_small, win_size=n_small,
                      max_span=16, ramp=8)
     ref, opt = ref.to(device), opt.to(device)
     x = torch.randn(2, n_small, 64, generator=g, dtype=torch.float64).to(device)
@@ -38,7 +38,7 @@ def integrated_windows(ctx: RunContext) -> Outcome:
         diff_opt = float((opt.slide_win(x, n_small, 16, opt.local_attn.span_scale) - full).abs().max())
     n = 1024 if ctx.quick else 2048
     dims, heads, win, span = 256, 8, 64, 96
-    ref32, opt32 = _pair(IntegratedAttention, g, dims=dims, head=heads, max_dist=128, win_size=win, max_span=span,
+    ref32, opt32 = pair(IntegratedAttention, g, dims=dims, head=heads, max_dist=128, win_size=win, max_span=span,
                          ramp=32, span_init=0.5)
     ref32, opt32 = ref32.to(device), opt32.to(device)
     base = BaseAttention(dims, heads, path="optimized").reset_parameters(g).to(device).eval()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment, pyplot
-from reprobench_documents.experiments.zoo._common import _pair
+from reprobench_documents.experiments.zoo._common import pair
 from reprobench.measure import compare_interleaved, decide, fake_peak_tensor_bytes, fit_exponent, peak_tensor_bytes
 from reprobench.registry import make_generator
 
@@ -48,7 +48,7 @@ def relative_force_memory(ctx: RunContext) -> Outcome:
     peaks = {"reference": ref_sweep[-1], "optimized": opt_sweep[-1],
              "standard attention (SDPA)": fake_peak(lambda: BaseAttention(dims, heads, path="optimized"), n)}
     g = make_generator(ctx.seed)
-    ref, opt = _pair(RelativeForce, g, dims=dims, heads=heads)
+    ref, opt = pair(RelativeForce, g, dims=dims, heads=heads)
     ref, opt = ref.to(device), opt.to(device)
     x_real = torch.randn(1, n, dims, generator=g).to(device)
     with torch.no_grad():
@@ -85,13 +85,13 @@ def relative_force_memory(ctx: RunContext) -> Outcome:
             measured[f"max_abs_diff_float32_n{n}"] = float((opt(x_real) - ref(x_real)).abs().max())
         measured[f"max_abs_diff_float32_n{n}_note"] = "measured"
     # documented-code defects, measured
-    ref64 = _pair(RelativeForce, make_generator(ctx.seed), torch.float64, dims=32, heads=4)[0].to(device)
+    ref64 = pair(RelativeForce, make_generator(ctx.seed), torch.float64, dims=32, heads=4)[0].to(device)
     xs = torch.randn(2, 10, 32, generator=g, dtype=torch.float64).to(device)
     ref64(xs).sum().backward()
     grad = ref64.direction_modulator.grad  # (heads, dims): equal across dims if only Σ_d M[h, d] matters
     measured["direction_modulator_grad_spread_within_head"] = float((grad - grad.mean(1, keepdim=True)).abs().max()
                                                                     / grad.abs().max())
-    fixed = _pair(RelativeForce, make_generator(ctx.seed), torch.float64, dims=32, heads=4, directional=True)[0].to(device)
+    fixed = pair(RelativeForce, make_generator(ctx.seed), torch.float64, dims=32, heads=4, directional=True)[0].to(device)
     fixed(xs).sum().backward()
     grad = fixed.direction_modulator.grad
     measured["corrected_variant_grad_spread_within_head"] = float((grad - grad.mean(1, keepdim=True)).abs().max()

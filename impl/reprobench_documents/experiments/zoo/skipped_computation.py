@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.zoo._common import _pair, max_estimate
+from reprobench_documents.experiments.zoo._common import pair, max_estimate
 from reprobench.measure import count_flops, count_host_syncs, decide, mean_interval
 from reprobench.registry import make_generator
 
@@ -29,7 +29,7 @@ def skipped_computation(ctx: RunContext) -> Outcome:
     # spend; the inputs are random, so each mechanism's skip share is a mean over inputs with its t interval.
     skip_shares = {}
     for label, threshold in (("doc_threshold_0.1", 0.1), ("threshold_0.5", 0.5)):
-        ref, opt = _pair(MyelinatedLayer, make_generator(ctx.seed), dims=dims, head=heads, layerA=3,
+        ref, opt = pair(MyelinatedLayer, make_generator(ctx.seed), dims=dims, head=heads, layerA=3,
                          sparsity_threshold=threshold)
         ref, opt = ref.to(device), opt.to(device)
         skipped, ratios, syncs = 0, [], 0
@@ -47,7 +47,7 @@ def skipped_computation(ctx: RunContext) -> Outcome:
         measured[f"myelinated_{label}_reference_flops_over_sync_free"] = sum(ratios) / len(ratios)
         measured[f"myelinated_{label}_reference_syncs_per_forward"] = syncs / len(seeds)
         measured[f"myelinated_{label}_sync_free_syncs_per_forward"] = opt_syncs
-    iref, iopt = _pair(IntegratedAttention, make_generator(ctx.seed), dims=dims, head=heads, max_dist=32, win_size=32,
+    iref, iopt = pair(IntegratedAttention, make_generator(ctx.seed), dims=dims, head=heads, max_dist=32, win_size=32,
                        max_span=32, ramp=8, span_init=0.5)
     iref, iopt = iref.to(device), iopt.to(device)
     skipped_global, ratios = 0.0, []
@@ -60,7 +60,7 @@ def skipped_computation(ctx: RunContext) -> Outcome:
     measured["integrated_reference_flops_over_sync_free"] = sum(ratios) / len(ratios)
     measured["integrated_fraction_global_branch_skipped"] = skipped_global / len(seeds)
     # can the skip decisions be learned? gradients reaching the deciders after one backward
-    ref, _ = _pair(MyelinatedLayer, make_generator(ctx.seed), dims=dims, head=heads, layerA=3, sparsity_threshold=0.5)
+    ref, _ = pair(MyelinatedLayer, make_generator(ctx.seed), dims=dims, head=heads, layerA=3, sparsity_threshold=0.5)
     ref = ref.to(device)
     ref(torch.randn(batch, n, dims, generator=g).to(device), seed=0).square().mean().backward()
     iref(torch.randn(batch, n, dims, generator=g).to(device), seed=0).square().mean().backward()
