@@ -103,7 +103,7 @@ def test_claim_ids_of_plugins_are_checked_and_clashes_named(monkeypatch):
     from reprobench.claims import ledger
 
     monkeypatch.setattr(ledger, "CLAIM_TEXTS", dict(ledger.CLAIM_TEXTS))
-    monkeypatch.setattr(ledger, "_DEFINED_BY", dict(ledger._DEFINED_BY))
+    monkeypatch.setattr(ledger, "DECLARED_BY", dict(ledger.DECLARED_BY))
     assert ledger.claim("ACMETEST-01", "2x faster than SDPA", source="acme README") == "ACMETEST-01"
     with pytest.raises(ValueError, match=r"EFF-01 defined by .*test_registry clashes .* reprobench_documents\.experiments\.eff"):
         ledger.claim("EFF-01", "mine", source="acme README")

@@ -60,14 +60,14 @@ def _component_claims(specs, declared) -> dict[str, list[str]]:
     """Claim IDs per component: listed on its spec; defined by the plugin module that registered it (when that
     module registered no other component, so the claim can only be about this one); and declared claims (TOML)
     whose `component` it is."""
-    from reprobench.claims.ledger import _DEFINED_BY
-    from reprobench.registry import _origin
+    from reprobench.claims.ledger import DECLARED_BY
+    from reprobench.registry import origin_module
 
     by_module: dict[str, list[str]] = {}
     for spec in specs:
-        by_module.setdefault(_origin(spec), []).append(spec.name)
+        by_module.setdefault(origin_module(spec), []).append(spec.name)
     claims = {spec.name: list(spec.claims) for spec in specs}
-    for claim_id, module in _DEFINED_BY.items():
+    for claim_id, module in DECLARED_BY.items():
         owners = by_module.get(module, [])
         if len(owners) == 1 and claim_id not in claims[owners[0]]:
             claims[owners[0]].append(claim_id)

@@ -290,15 +290,16 @@ _REGISTRY: dict[str, ComponentSpec] = {}
 def register(spec: ComponentSpec) -> ComponentSpec:
     """Record a spec and return it unchanged (timm's register_model)."""
     if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
-        raise ValueError(f"component {spec.name!r} is registered twice: by {_origin(spec)} and by "
-                         f"{_origin(_REGISTRY[spec.name])}; give one of them another name")
+        raise ValueError(f"component {spec.name!r} is registered twice: by {origin_module(spec)} and by "
+                         f"{origin_module(_REGISTRY[spec.name])}; give one of them another name")
     if not is_builtin(spec):
         _check_plugin_reasons(spec)
     _REGISTRY[spec.name] = spec
     return spec
 
 
-def _origin(spec: ComponentSpec) -> str:
+def origin_module(spec: ComponentSpec) -> str:
+    """The module that registered `spec` (its build function's): clash messages and `reprobench list` name it."""
     return getattr(spec.build, "__module__", None) or "?"
 
 
@@ -317,7 +318,7 @@ def hold_to_strict_hygiene(package: str) -> None:
 
 def is_builtin(spec: ComponentSpec) -> bool:
     """Held to strict input hygiene: registered from a package that called hold_to_strict_hygiene."""
-    origin = _origin(spec)
+    origin = origin_module(spec)
     return any(origin == p or origin.startswith(p + ".") for p in _STRICT_PACKAGES)
 
 

@@ -306,9 +306,9 @@ def _check_together(fields: dict, error) -> None:
 
 
 def _check_id_format(claim_id: str, error) -> None:
-    from reprobench.claims.ledger import _CLAIM_ID
+    from reprobench.claims.ledger import CLAIM_ID_PATTERN
 
-    if not _CLAIM_ID.match(claim_id):
+    if not CLAIM_ID_PATTERN.match(claim_id):
         raise error("id", f"expected PREFIX-NN, an upper-case prefix and a number or name (e.g. 'ACME-01'), "
                           f"got {claim_id!r}")
 
@@ -325,7 +325,7 @@ def load_claim_files(paths: list[str] | None) -> list[str]:
     """
     from reprobench.claims.declarative_kinds import declaration_for, experiment_for
     from reprobench.claims.experiment import experiment
-    from reprobench.claims.ledger import CLAIM_TEXTS, _DEFINED_BY, claim
+    from reprobench.claims.ledger import CLAIM_TEXTS, DECLARED_BY, claim
 
     declared: list[DeclaredClaim] = []
     for path in paths or ():
@@ -337,7 +337,7 @@ def load_claim_files(paths: list[str] | None) -> list[str]:
             ids.append(item.id)  # the same file loaded twice in one process
             continue
         if previous is not None or item.id in CLAIM_TEXTS:
-            other = previous.origin if previous is not None else _DEFINED_BY.get(item.id, "?")
+            other = previous.origin if previous is not None else DECLARED_BY.get(item.id, "?")
             raise ClaimFileError(f"{item.origin}: field 'id': {item.id} is already defined by {other}; "
                                  "choose another ID prefix")
         try:
