@@ -42,6 +42,7 @@ T = TypeVar("T")
 
 IN_WORKERS = "one fresh worker process per round"
 IN_PROCESS = "all rounds in this process"
+READY = b"ready"  # the server's first message: imports done, workers can be forked
 SPACER_MAX_BYTES = 8 << 20  # the random spacer: up to 8 MiB shifts every later allocation, mmap'd ones included
 
 _lock = threading.Lock()
@@ -104,14 +105,27 @@ def _run_task(payload: bytes) -> bytes:
         return pickle.dumps(("error", f"the round's result could not be sent back: {exc!r}"))
 
 
-def serve() -> None:
-    """The fork server's loop: read a task, fork a worker to run it, send back what the worker wrote."""
+def serve(preload: tuple[str, ...] = ()) -> None:
+    """The fork server's loop: read a task, fork a worker to run it, send back what the worker wrote.
+
+    `preload`: modules the parent had imported (its components, experiments, plugins), imported here once
+    so that a worker unpickling a callable does not import them again on every round. Importing a
+    component only registers it (no computation), so the server's thread pool stays unused."""
     requests = os.fdopen(os.dup(0), "rb")
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a timed callable that prints writes to stderr, never into the protocol
+    import importlib
+
     import cloudpickle  # noqa: F401  (loaded once here, inherited by every worker)
     import torch  # noqa: F401
     import torch.utils.benchmark  # noqa: F401
+
+    for name in preload:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a module that only imports in its parent's context is imported by the worker itself
+            pass
+    _write_message(replies, READY)  # the parent starts its clocks only after this
 
     while True:
         payload = _read_message(requests)
@@ -136,21 +150,48 @@ def serve() -> None:
 
 # --- the parent's side ---------------------------------------------------------------------------------
 
+def _preload_modules() -> tuple[str, ...]:
+    """What the server imports once: every module of the packages the timed code comes from (reprobench, the
+    studies and plugins loaded in this process), in the order this process imported them."""
+    packages = {"reprobench"} | {name.partition(".")[0] for name in _plugin_modules()}
+    return tuple(name for name in list(sys.modules) if name.partition(".")[0] in packages
+                 and not name.startswith("reprobench.measure.workers"))
+
+
+def _plugin_modules() -> list[str]:
+    plugins = sys.modules.get("reprobench.plugins")
+    return [p.module for p in getattr(plugins, "LOADED_PLUGINS", [])]
+
+
 def _start_server() -> subprocess.Popen:
     env = dict(os.environ)
     env.pop("PYTHONHASHSEED", None)  # each run's server draws its own hash seed
     # The parent's import path, so a callable pickled by reference (a test module's function) imports there.
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    return subprocess.Popen([sys.executable, "-c", "from reprobench.measure.workers import serve; serve()"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    preload = ",".join(_preload_modules())
+    command = (f"from reprobench.measure.workers import serve; serve(tuple(filter(None, {preload!r}.split(','))))")
+    server = subprocess.Popen([sys.executable, "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    if _read_message(server.stdout) != READY:
+        server.kill()
+        server.wait()
+        raise WorkerError(f"the fork server did not start (exit code {server.poll()}); see the messages above")
+    return server
 
 
-def _run_in_worker(payload: bytes) -> Any:
+def _ensure_server() -> subprocess.Popen:
+    """The running fork server, started (and waited for) now if needed: its start-up is never on a clock."""
     global _server
     with _lock:
         if _server is None or _server.poll() is not None:
             _server = _start_server()
             atexit.register(shutdown)
+        return _server
+
+
+def _run_in_worker(payload: bytes) -> Any:
+    global _server
+    _ensure_server()
+    with _lock:
         server = _server
         try:
             _write_message(server.stdin, payload)
@@ -201,6 +242,8 @@ def per_process(task: Callable[[], T]) -> tuple[Callable[[], T], str]:
         payload = cloudpickle.dumps(task)
     except Exception as exc:
         return task, f"{IN_PROCESS} (the timed callables cannot be sent to a worker: {type(exc).__name__}: {exc})"
+
+    _ensure_server()
 
     def run_once() -> T:
         return _run_in_worker(payload)
