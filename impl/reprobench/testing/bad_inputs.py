@@ -72,7 +72,9 @@ class BadCall:
 
 
 @dataclass
-class Outcome:
+class BadInputResult:
+    """What one kind of bad call did to a component's twins: a verdict (OK or what went wrong), detail, tier."""
+
     kind: str
     verdict: str  # one of OK, or what went wrong ("error from inside torch", "twins disagree", ...)
     detail: str = ""
@@ -349,13 +351,13 @@ def _inputs_finite(sample: SampleInput) -> bool:
     return all(bool(torch.isfinite(t).all()) for _, t in _slots(sample) if _is_float(t) and t.device.type != "meta")
 
 
-def judge(spec: ComponentSpec, kind: str) -> Outcome:
+def judge(spec: ComponentSpec, kind: str) -> BadInputResult:
     """Make the call of `kind` on both twins and say how it ended."""
     dtype = base_dtype(spec)
     impls = build(spec, dtype)
     bad = derive(spec, kind, impls)
     if bad is None:
-        return Outcome(kind, "not applicable")
+        return BadInputResult(kind, "not applicable")
     if bad.build_dtype != dtype:
         impls = build(spec, bad.build_dtype)
     outcome = _outcome(spec, kind, bad, impls)
@@ -363,7 +365,7 @@ def judge(spec: ComponentSpec, kind: str) -> Outcome:
     return outcome
 
 
-def _outcome(spec: ComponentSpec, kind: str, bad: BadCall, impls: Implementations) -> Outcome:
+def _outcome(spec: ComponentSpec, kind: str, bad: BadCall, impls: Implementations) -> BadInputResult:
     names = [n for n in argument_names(impls.reference) + argument_names(impls.optimized)
              if n not in ("self",)]
     results, errors = {}, {}
@@ -371,36 +373,36 @@ def _outcome(spec: ComponentSpec, kind: str, bad: BadCall, impls: Implementation
         try:
             results[label] = _run(getattr(impls, label), bad.sample)
         except CallTimedOut as e:
-            return Outcome(kind, "hang", f"{label}: {e}")
+            return BadInputResult(kind, "hang", f"{label}: {e}")
         except Exception as e:  # noqa: BLE001 - every exception is judged, none escapes
             errors[label] = e
     detail = f"{bad.sample.summary()} built in {str(bad.build_dtype).replace('torch.', '')}"
     for label, e in errors.items():
         reason = _unclear(e, names)
         if reason is not None:
-            return Outcome(kind, reason, f"{label}: {type(e).__name__}: {str(e)[:200]} — {detail}")
+            return BadInputResult(kind, reason, f"{label}: {type(e).__name__}: {str(e)[:200]} — {detail}")
     if errors and results:
         (label, e), = errors.items()
-        return Outcome(kind, "twins disagree on raising", f"{label} raised {type(e).__name__}: {str(e)[:160]}, "
+        return BadInputResult(kind, "twins disagree on raising", f"{label} raised {type(e).__name__}: {str(e)[:160]}, "
                                                           f"the other returned a result — {detail}")
     if errors:
         if bad.supported:
-            return Outcome(kind, "rejected a supported input",
+            return BadInputResult(kind, "rejected a supported input",
                            f"{type(errors['reference']).__name__}: {errors['reference']} — {detail}")
-        return Outcome(kind, "clear error", str(errors["reference"]))
+        return BadInputResult(kind, "clear error", str(errors["reference"]))
     if bad.supported is False:
-        return Outcome(kind, "accepted an unsupported input", f"declare it in input_support or reject it — {detail}")
+        return BadInputResult(kind, "accepted an unsupported input", f"declare it in input_support or reject it — {detail}")
     # A tolerance the spec states for this test and dtype wins; else half precision's, else the dtype's.
     tol = (spec.test_tolerances.get("bad_input_is_handled", {}).get(bad.build_dtype)
            or LOW_PRECISION_TOLERANCES.get(bad.build_dtype) or spec.tolerance(bad.build_dtype))
     ref, opt = results["reference"], results["optimized"]
     problem = _differs_nonfinite(ref, opt, tol) if kind in ("nan", "inf") else _differs(ref, opt, tol)
     if problem:
-        return Outcome(kind, "twins disagree", f"{problem} — {detail}")
+        return BadInputResult(kind, "twins disagree", f"{problem} — {detail}")
     problem = _kind_property(spec, kind, bad, impls, results, tol)
     if problem:
-        return Outcome(kind, "wrong result", f"{problem} — {detail}")
-    return Outcome(kind, "correct result")
+        return BadInputResult(kind, "wrong result", f"{problem} — {detail}")
+    return BadInputResult(kind, "correct result")
 
 
 def _kind_property(spec, kind, bad: BadCall, impls, results, tol) -> str | None:
@@ -447,13 +449,13 @@ def _related(outs: tuple, base: tuple, relation: str, tol: Tolerance) -> str | N
     return _differs(outs, tuple(expected), tol)
 
 
-def judge_all(pattern: str = "*") -> list[tuple[str, Outcome]]:
+def judge_all(pattern: str = "*") -> list[tuple[str, BadInputResult]]:
     from reprobench.registry import list_components
 
     return [(spec.name, judge(spec, kind)) for spec in list_components(pattern) for kind in KINDS]
 
 
-def table(outcomes: list[tuple[str, Outcome]]) -> str:
+def table(outcomes: list[tuple[str, BadInputResult]]) -> str:
     """Counts per kind: clear errors, correct results, not applicable, and failures."""
     header = f"{'kind':<20}{'clear error':>12}{'correct':>9}{'n/a':>6}{'failing':>9}"
     lines = [header, "-" * len(header)]
