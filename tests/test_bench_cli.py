@@ -11,25 +11,26 @@ import threading
 
 import pytest
 
-# Runs the CLI after replacing functions of reprobench.bench named on the command line, e.g. the
-# available-memory reading, so the memory rule can be exercised without filling the machine.
-# Without patches nothing is imported before the CLI, so a refused argument costs no torch import.
+# Runs the CLI after replacing functions named on the command line in the modules that call them (the
+# bench's table, the profile), e.g. the available-memory reading, so the memory rule can be exercised
+# without filling the machine. Without patches nothing is imported before the CLI, so a refused argument
+# costs no torch import.
 DRIVER = r"""
 import json, sys
 patches = json.loads(sys.argv[1])
 if "available_bytes" in patches:
-    import reprobench.bench as bench, reprobench.profile as profile
-    for module in (bench, profile):
-        module.available_memory_bytes = lambda: patches["available_bytes"]
+    import reprobench.bench.table as table, reprobench.profile as profile
+    for module in (table, profile):
+        module.available_bytes = lambda device: patches["available_bytes"]
 if patches.get("gate_after_first_case"):
-    import reprobench.bench as bench
-    run_one, seen = bench._estimate_and_run, []
+    import reprobench.bench.table as table
+    run_one, seen = table._estimate_and_run, []
     def gated(*args, **kwargs):
         if seen:  # hold the second case until the test has read the first one's rows
             sys.stdin.readline()
         seen.append(1)
         return run_one(*args, **kwargs)
-    bench._estimate_and_run = gated
+    table._estimate_and_run = gated
 from reprobench.cli import main
 sys.exit(main(sys.argv[2:]))
 """

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils._pytree import tree_flatten
 
-import reprobench.bench as bench
+import reprobench.bench.cases as bench_cases
 from reprobench.claims.kinds_setup import draw_sample
 from reprobench.measure.provenance import check_device_provenance
 from reprobench.registry import ComponentSpec, Implementations, SampleInput, draw_inputs, list_components, make_generator
@@ -83,10 +83,10 @@ def made_generators(monkeypatch, module):
 
 @pytest.mark.parametrize("name", ["attention.dense", "attention.zoo_base", "rotary.rope", "optim.fam"])
 def test_bench_input_path_never_hands_a_cpu_generator_to_a_device_draw(monkeypatch, name):
-    """`reprobench bench`, suites/bench and suites/asv all take their inputs from bench._built."""
-    made = made_generators(monkeypatch, bench)
+    """`reprobench bench`, suites/bench and suites/asv all take their inputs from bench.cases._built."""
+    made = made_generators(monkeypatch, bench_cases)
     spec = list_components(name)[0]
-    report = check_device_provenance(lambda: bench._built.__wrapped__(name, spec.test_sizes[-1], "cpu", None),
+    report = check_device_provenance(lambda: bench_cases._built.__wrapped__(name, spec.test_sizes[-1], "cpu", None),
                                      host_generators=made)
     assert made, "bench made no CPU generator: this test no longer watches its input path"
     assert report.ok, report.describe()

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from reprobench.bench import (available_memory_bytes, bench_case, estimate_peak_bytes, memory_reason,
-                             optimized_matches_reference, unwritable_reason)
+from reprobench.bench import (bench_case, estimate_peak_bytes, memory_reason, optimized_matches_reference,
+                              unwritable_reason)
+from reprobench.measure.memory import available_bytes
 from reprobench.registry import get
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def run_profile(component: str, *, size: int | None, logdir: Path, device: str =
     # never is. The estimate is of a forward; --backward also holds what autograd saves.
     def too_big(impl: str) -> str | None:
         peak_bytes, _ = estimate_peak_bytes(component, size, impl, device)
-        return memory_reason(peak_bytes, available_bytes=available_memory_bytes())
+        return memory_reason(peak_bytes, available_bytes=available_bytes(device))
 
     if why := too_big(implementation):
         return usage_error(f"{component} ({implementation}) at {spec.size_name}={size}: {why}; choose a smaller --size")

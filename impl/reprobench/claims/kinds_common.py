@@ -1,19 +1,21 @@
-"""What the declarative kinds share: the bench pair check's tolerance, size labels, the wrong-answer outcome,
-memory headroom. Imports no kind module, so every kind can import it."""
+"""What the declarative kinds share: the bench pair check's tolerance, size labels, the wrong-answer outcome.
+Imports no kind module, so every kind can import it. The memory rule and the tolerance factor are the
+bench's own (reprobench.bench.cost, reprobench.bench.pair_check), re-exported here for code that imported
+them from the kinds."""
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 from torch.utils._pytree import tree_flatten
 
+from reprobench.bench.cost import MEMORY_FRACTION  # noqa: F401
+from reprobench.bench.pair_check import TOLERANCE_FACTOR, pair_tolerance
 from reprobench.claims.declared_claim import DeclaredClaim
 from reprobench.claims.experiment import Outcome
+from reprobench.measure.memory import available_bytes  # noqa: F401
 from reprobench.measure.stats import decide
 
-MEMORY_FRACTION = 0.5  # a size whose estimated peak exceeds this share of free memory is measured fake
-TOLERANCE_FACTOR = 10  # the bench's pair check: bench sizes accumulate more float error than test sizes
 MIB = 2 ** 20
 LOGIC = "all-of"  # every kind is one statement; its preconditions and sizes are parts of it
 TIMED_KINDS = ("speedup", "time_exponent")  # --quick times fewer or shorter rounds
@@ -58,13 +60,11 @@ def outside_tolerance(reference_out, optimized_out, atol: float, rtol: float) ->
 def tolerance(component: str, item: DeclaredClaim, dtype: torch.dtype | None = None) -> tuple[float, float, str]:
     """(atol, rtol, words) of the match check: the claim's atol/rtol, else 10x the component's test tolerance
     at `dtype` (default: its bench dtype), as the bench's pair check."""
-    from reprobench.bench import bench_dtype
     from reprobench.registry import get
 
-    spec = get(component)
-    tol = spec.tolerances.get(dtype, spec.tolerances[bench_dtype(spec)])
-    atol = item.fields.get("atol", tol.atol * TOLERANCE_FACTOR)
-    rtol = item.fields.get("rtol", tol.rtol * TOLERANCE_FACTOR)
+    pair_atol, pair_rtol = pair_tolerance(get(component), dtype)
+    atol = item.fields.get("atol", pair_atol)
+    rtol = item.fields.get("rtol", pair_rtol)
     given = "atol" in item.fields or "rtol" in item.fields
     how = "as given in the claim" if given else f"{TOLERANCE_FACTOR}x the component's test tolerance, as the bench"
     return atol, rtol, f"atol={atol:g}, rtol={rtol:g} ({how})"
@@ -93,16 +93,3 @@ def describe_call(item: DeclaredClaim) -> str:
                           f"{fields.get('optimizer', 'sgd')} step) after {fields.get('steps', 1)} untimed step(s)",
             "optimizer_step": f"one optimizer step over an (n, n) weight and an (n,) bias after "
                               f"{fields.get('steps', 1)} untimed step(s)"}[call]
-
-
-def available_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

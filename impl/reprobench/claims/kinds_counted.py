@@ -8,22 +8,22 @@ What a memory kind reads (`measure`):
   memory excluding the inputs and the outputs: what a README means by "memory overhead";
 - ``optimizer_state``: the bytes of the tensors in the optimizer's state after the `steps` steps (call
   optimizer_step or train_step), each storage counted once.
-A forward whose estimated peak does not fit in MEMORY_FRACTION of the free memory is measured under
-FakeTensorMode; the other calls always run for real (their sizes must fit).
+A forward whose estimated peak does not fit in memory by the bench's rule (reprobench.bench.cost:
+MEMORY_FRACTION of the device's available memory) is measured under FakeTensorMode; the other calls always
+run for real (their sizes must fit).
 """
 from __future__ import annotations
 
 from typing import Any
 
-import torch
-
+from reprobench.bench.cost import fake_forward, fits_in_memory
 from reprobench.claims.declared_claim import DeclaredClaim
-from reprobench.claims.kinds_common import (MEMORY_FRACTION, MIB, available_bytes, describe_call, size_label,
-                                                 wrong_answer)
+from reprobench.claims.kinds_common import MIB, describe_call, size_label, wrong_answer
 from reprobench.claims.experiment import Outcome, RunContext
 from reprobench.claims.kinds_config import config_at, describe_config
 from reprobench.claims.kinds_checks import first_mismatch
-from reprobench.claims.kinds_setup import Setup, draw_sample, tensors
+from reprobench.claims.kinds_setup import Setup, draw_sample
+from reprobench.measure.memory import available_bytes
 from reprobench.measure.stats import MIN_R2, decide, fit_exponent_estimate
 
 MEASURE_WORDS = {"peak": "the peak of live tensor bytes created during",
@@ -47,28 +47,17 @@ def _count(what: str, call) -> int:
 
 def _fake(item: DeclaredClaim, ctx: RunContext, size: int, of: tuple[str, str], what: str | None) -> float:
     """`what` of one forward of `of` = (component, implementation) on the claim component's bench input, under
-    FakeTensorMode; with `what` None, the peak tensor bytes plus the input's bytes (what a real run would hold).
-    The module is built for real (parameters do not grow with the size); only the inputs are fake."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    from reprobench.bench import BENCH_SEED, bench_dtype
+    FakeTensorMode (the bench's fake_forward, on a fresh build); with `what` None, the peak tensor bytes plus
+    the input's bytes (what a real run would hold)."""
+    from reprobench.bench.cases import BENCH_SEED, bench_dtype
     from reprobench.registry import get, make_generator
 
     spec, target = get(item.fields["component"]), get(of[0])
     dtype = bench_dtype(spec)
     config = config_at(spec.name, item.fields, size, of=of[0])
     fn = getattr(target.build(config, ctx.device, dtype, make_generator(BENCH_SEED)), of[1])
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        sample = draw_sample(spec, size, ctx.device, dtype, make_generator(BENCH_SEED))
-
-        def call():
-            with torch.no_grad():
-                return fn(*sample.args, **sample.kwargs)
-
-        if what is None:
-            held = sum(t.untyped_storage().nbytes() for t in tensors((sample.args, sample.kwargs)))
-            return held + _count("peak", call)
-        return _count(what, call)
+    return fake_forward(fn, lambda: draw_sample(spec, size, ctx.device, dtype, make_generator(BENCH_SEED)),
+                        None if what is None else lambda call: _count(what, call))
 
 
 def measure_value(item: DeclaredClaim, ctx: RunContext, setup: Setup, of: tuple[str, str], what: str
@@ -83,7 +72,7 @@ def measure_value(item: DeclaredClaim, ctx: RunContext, setup: Setup, of: tuple[
             estimate = _fake(item, ctx, setup.size, of, None)
         except Exception:  # noqa: BLE001 - ops fake tensors cannot run (data-dependent): measure for real
             estimate = None
-        if estimate is not None and estimate > MEMORY_FRACTION * available_bytes(ctx.device):
+        if estimate is not None and not fits_in_memory(estimate, available_bytes(ctx.device)):
             return float(_fake(item, ctx, setup.size, of, what)), True
     return float(_count(what, setup.subject(*of).run)), False
 
