@@ -25,3 +25,35 @@ def assert_rule_states_every_threshold(claim_id: str, outcome) -> None:
 def assert_plain_json(measured: dict) -> None:
     json.dumps(measured, allow_nan=False)  # no NaN/inf, no tensors
     assert all(v is None or isinstance(v, (bool, int, float, str)) for v in measured.values())
+
+
+def float64_claims(*families: str) -> list[str]:
+    """IDs of the given families whose experiment refuses a device without float64: its code, or a study helper
+    it calls, returns when `float64_unavailable(ctx)` gives a reason. Read from the experiments themselves, so a
+    new float64 claim is checked without a list to update; one that uses float64 only for an optional part
+    (and runs without it) is not among them."""
+    from reprobench.claims.experiment import float64_unavailable, load_experiments
+
+    return sorted(cid for cid, fn in load_experiments().items()
+                  if cid.split("-")[0] in families and _returns_on(fn, float64_unavailable, set()))
+
+
+def _returns_on(fn, guard, seen: set) -> bool:
+    """Whether `fn`, or a function of its own package it names, has `if ...guard(...)...: ... return`."""
+    import ast
+    import inspect
+    import textwrap
+
+    if fn in seen:
+        return False
+    seen.add(fn)
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and any(isinstance(s, ast.Return) for s in node.body) and any(
+                isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and fn.__globals__.get(c.func.id) is guard
+                for c in ast.walk(node.test)):
+            return True
+    package = fn.__module__.split(".")[0]
+    callees = [fn.__globals__.get(n.id) for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    return any(inspect.isfunction(f) and f.__module__.split(".")[0] == package and _returns_on(f, guard, seen)
+               for f in callees)

@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from reprobench.claims.experiment import DECIDED_VERDICTS, RunContext, load_experiments
-from tests.claim_checks import assert_plain_json, assert_rule_states_every_threshold
+from tests.claim_checks import assert_plain_json, assert_rule_states_every_threshold, float64_claims
 
-# No timed measurement in these (the timed ones, FAM-03/07 and ROPE-01/03/06, run in `reprobench verify`).
+# The experiments cheap enough to run here (quick mode, nothing timed): a choice about
+# the suite's running time, not something the claims declare. The timed ones (FAM-03/07, ROPE-01/03/06) run
+# in `reprobench verify`.
 FAST = ["FAM-01", "FAM-02", "FAM-04", "FAM-05", "FAM-06", "ROPE-02", "ROPE-04", "ROPE-05", "ROPE-07"]
-FLOAT64 = ["FAM-03", "FAM-05", "FAM-06", "ROPE-01", "ROPE-02", "ROPE-03", "ROPE-04", "ROPE-07"]
+FLOAT64 = float64_claims("FAM", "ROPE")  # read from the experiments: those that refuse a device without float64
 
 
 def _run(claim_id, tmp_path, device="cpu"):
