@@ -211,7 +211,7 @@ def test_pytest_plugin_runs_the_generic_suite_and_a_broken_twin_fails_it(tmp_pat
     assert bad.returncode == 1, bad.stdout[-3000:] + bad.stderr
     assert {"test_matches_reference", "test_gradients_match_reference", "test_matches_reference_random_cases"} <= failed
     assert "rerun: cd " in bad.stdout and "--reprobench-components" in bad.stdout  # the failure says how to rerun it
-    # The short summary's ids (test_components.py::...) do not rerun from here; the summary ends with commands that do.
+    # The short summary's ids (generic_tests.py::...) do not rerun from here; the summary ends with commands that do.
     section = bad.stdout.split("reprobench: rerun a failed generated case from any directory", 1)[1]
     commands = [line for line in section.splitlines() if line.startswith("cd ")]
     assert len(commands) == len([o for o in _outcomes(bad.stdout).values() if o == "FAILED"]), section

@@ -4,7 +4,7 @@ Installed as the `pytest11` entry point `reprobench`, and inert unless asked (li
 
     pytest --reprobench-components 'acme.*' [--reprobench-plugin acme_attention.reprobench_plugin]
 
-adds reprobench/testing/test_components.py to the collection, parametrized over the registered components whose
+adds reprobench/testing/generic_tests.py to the collection, parametrized over the registered components whose
 name matches the pattern: matches_reference, gradients, finite outputs, attention probabilities,
 state_dict sharing, host syncs, inputs left unchanged, declared and derived bad inputs, float64 builds,
 with ids such as `test_matches_reference[acme.window_attention-cpu-float32-n=5]`. `--reprobench-plugin
@@ -20,6 +20,7 @@ failed generated case.
 """
 from __future__ import annotations
 
+import fnmatch
 import sys
 import textwrap
 from pathlib import Path
@@ -64,24 +65,24 @@ def pytest_configure(config):
     if not list_components(pattern):
         raise pytest.UsageError(f"--reprobench-components {pattern!r} matches no registered component; load its "
                                 "plugin with --reprobench-plugin MODULE, or see `reprobench list`")
-    from reprobench.testing import checks, test_components
+    from reprobench.testing import checks, generic_tests
 
     checks.PYTEST_ROOTDIR = str(config.rootpath)
     device = config.getoption("reprobench_device")
     if device is not None:
-        test_components.DEVICES[:] = [device]  # read when the tests are parametrized, after this hook
+        generic_tests.DEVICES[:] = [device]  # read when the tests are parametrized, after this hook
     loaded_as = config.pluginmanager.get_name(sys.modules[__name__])
     checks.RERUN_OPTIONS = (*(("-p", loaded_as) if loaded_as != ENTRY_POINT_NAME else ()),
                             "--reprobench-components", pattern,
                             *(arg for module in plugins for arg in ("--reprobench-plugin", module)),
                             *(("--reprobench-strict-hygiene",) if config.getoption("reprobench_strict_hygiene") else ()),
                             *(("--reprobench-device", device) if device is not None else ()))
-    module = Path(test_components.__file__).resolve()
+    module = Path(generic_tests.__file__).resolve()
     if not any(Path(arg.split("::", 1)[0]).resolve() in (module, module.parent) for arg in config.args):
         # Its directory, not the file: a file outside the rootdir would get the node id '' (`::test_x[...]`),
-        # a directory gives its files their names (`test_components.py::test_x[...]`).
+        # a directory gives its files their names (`generic_tests.py::test_x[...]`).
         config.args.append(str(module.parent))
-    config.pluginmanager.register(_RerunPaths(module), "reprobench-rerun-paths")
+    config.pluginmanager.register(_GeneratedModule(module), "reprobench-generated-module")
 
 
 class _Findings:
@@ -145,12 +146,22 @@ def findings_table(findings: list[dict], width: int = 100) -> list[str]:
     return lines + textwrap.wrap(summary, width, subsequent_indent="    ")
 
 
-class _RerunPaths:
-    """Records the node id under which the generated module was collected, so a failure's rerun command
-    names the module by its file path (the node id is not a path when the module lies outside the rootdir)."""
+class _GeneratedModule:
+    """Collects the generated module from its directory, and records the node id under which it was collected,
+    so a failure's rerun command names the module by its file path (the node id is not a path when the module
+    lies outside the rootdir)."""
 
     def __init__(self, module: Path):
         self.module = module
+
+    def pytest_collect_file(self, file_path, parent):
+        # Its name is not a test file's (it is library code), so pytest's python_files patterns skip it when
+        # its directory is collected; named on the command line (a rerun command), pytest collects it itself.
+        if Path(file_path).resolve() != self.module or parent.session.isinitpath(file_path):
+            return None
+        if any(fnmatch.fnmatch(Path(file_path).name, pattern) for pattern in parent.config.getini("python_files")):
+            return None  # a project whose python_files patterns match it: pytest collects it itself
+        return pytest.Module.from_parent(parent, path=file_path)
 
     def pytest_collection_modifyitems(self, items):
         from reprobench.testing import checks

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 
-# Names of the generic property tests (reprobench.testing.test_components, without `test_`);
+# Names of the generic property tests (reprobench.testing.generic_tests, without `test_`);
 # ExpectedFailure.test and ComponentSpec.test_tolerances must name one of them, so a typo fails at
 # registration instead of silently never applying.
 GENERIC_TESTS = (

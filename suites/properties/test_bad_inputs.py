@@ -15,14 +15,14 @@ import torch
 import reprobench.testing.bad_inputs as bad_inputs
 from reprobench.registry import ComponentSpec, Implementations, InputSupport, SampleInput, list_components
 from reprobench.testing.bad_inputs import KINDS, derive, judge
-# The test itself lives in reprobench.testing.test_components (the pytest plugin offers it to anyone's components).
-from reprobench.testing.test_components import (  # noqa: F401 - the test and its parametrizing hook
-    _bad_input_applies, pytest_generate_tests, test_bad_input_is_handled)
+# The test itself lives in reprobench.testing.generic_tests (the pytest plugin offers it to anyone's components).
+from reprobench.testing.generic_tests import (  # noqa: F401 - the test and its parametrizing hook
+    bad_input_applies, pytest_generate_tests, test_bad_input_is_handled)
 
 
 def test_every_kind_applies_somewhere():
     """A kind that no component reaches tests nothing: a derivation bug would hide there."""
-    unused = [kind for kind in KINDS if not any(_bad_input_applies(spec.name, kind) for spec in list_components())]
+    unused = [kind for kind in KINDS if not any(bad_input_applies(spec.name, kind) for spec in list_components())]
     assert not unused, f"kinds derived for no component: {unused}"
 
 

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import torch
 
-# The test lives in reprobench.testing.test_components (the pytest plugin offers it to anyone's components);
+# The test lives in reprobench.testing.generic_tests (the pytest plugin offers it to anyone's components);
 # importing it with its parametrizing hook runs it over every float64-capable component here.
-from reprobench.testing.test_components import float32_valued as _float32_valued
-from reprobench.testing.test_components import (  # noqa: F401
-    pytest_generate_tests, test_float64_build_creates_every_tensor_in_float64)
+from reprobench.testing.generic_tests import (  # noqa: F401
+    float32_valued, pytest_generate_tests, test_float64_build_creates_every_tensor_in_float64)
 
 
 def test_the_check_tells_a_float32_draw_from_a_float64_one():
     g = torch.Generator().manual_seed(0)
-    assert _float32_valued(torch.randn(16, generator=g).to(torch.float64))
-    assert not _float32_valued(torch.randn(16, generator=g, dtype=torch.float64))
-    assert not _float32_valued(torch.zeros(16, dtype=torch.float64))  # constants are representable either way
-    assert not _float32_valued(torch.arange(16, dtype=torch.float64) / 4)
+    assert float32_valued(torch.randn(16, generator=g).to(torch.float64))
+    assert not float32_valued(torch.randn(16, generator=g, dtype=torch.float64))
+    assert not float32_valued(torch.zeros(16, dtype=torch.float64))  # constants are representable either way
+    assert not float32_valued(torch.arange(16, dtype=torch.float64) / 4)

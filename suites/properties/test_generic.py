@@ -1,6 +1,6 @@
 """Generic properties of every registered component, expanded over spec × dtype × size (OpInfo style).
 
-The tests themselves live in reprobench.testing.test_components, so anyone's components get them through the
+The tests themselves live in reprobench.testing.generic_tests, so anyone's components get them through the
 pytest plugin (`pytest --reprobench-components 'acme.*'`); importing them here, with the hook that
 parametrizes them, runs them over every registered component under this module's name. Test ids read
 `matches_reference[attention.strided-cpu-float32-n=7]`; a failure prints the sample's shapes, the seed
@@ -10,7 +10,7 @@ and the command that reruns just that case. Expected failures are declared next 
 from __future__ import annotations
 
 from reprobench.registry import GENERIC_TESTS, get, list_components
-from reprobench.testing.test_components import (  # noqa: F401 - the tests and their parametrizing hook
+from reprobench.testing.generic_tests import (  # noqa: F401 - the tests and their parametrizing hook
     applies, pytest_generate_tests, test_bad_input_raises, test_gradients_match_reference, test_inputs_unchanged,
     test_matches_reference, test_matches_reference_random_cases, test_no_host_syncs, test_outputs_finite,
     test_probabilities_normalised, test_state_dict_shared)

@@ -2,7 +2,8 @@
 
 Every test here is parametrized by `pytest_generate_tests` over `list_components(pattern)`, expanded
 over spec × device × dtype × size; the pattern is `--reprobench-components` when the pytest plugin is
-active (reprobench.pytest_plugin collects this module), else every registered component. The repo's
+active (reprobench.pytest_plugin collects this module: its name is not a test file's, so pytest collects it
+only when asked), else every registered component. The repo's
 suites/properties/test_generic.py, test_bad_inputs.py and test_float64_builds.py import these tests
 and this hook, so the built-ins run the same code under their own module names.
 
@@ -103,14 +104,15 @@ def _hypothesis_cases(pattern: str):
 
 
 @functools.lru_cache(maxsize=None)
-def _bad_input_applies(name: str, kind: str) -> bool:
+def bad_input_applies(name: str, kind: str) -> bool:
+    """Whether bad_inputs derives a call of `kind` for the component `name` (cached: derivation builds it)."""
     spec = get(name)
     return bad_inputs.derive(spec, kind, bad_inputs.build(spec, bad_inputs.base_dtype(spec))) is not None
 
 
 def _bad_input_cases(pattern: str):
     return [pytest.param(spec, kind, id=f"{spec.name}-{kind}")
-            for spec in list_components(pattern) for kind in bad_inputs.KINDS if _bad_input_applies(spec.name, kind)]
+            for spec in list_components(pattern) for kind in bad_inputs.KINDS if bad_input_applies(spec.name, kind)]
 
 
 def _float64_cases(pattern: str):
