@@ -18,7 +18,7 @@ RULE_07 = ("counterexamples (deterministic: a derandomized hypothesis search): h
 
 # --- DCAL-07: cache correctness ---------------------------------------------------------------------
 
-@experiment("DCAL-07",
+@experiment("DCAL-07", quick_judged=True,
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'The cache key is a hash of per-layer attention statistics (mean, std, ...), "memory efficient". '
@@ -87,7 +87,7 @@ def cache_correctness(ctx: RunContext) -> Outcome:
 
 # --- DCAL-08: LRU and statistics --------------------------------------------------------------------
 
-@experiment("DCAL-08",
+@experiment("DCAL-08", quick_judged=True,
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 '"LRU-style cache with configurable size limits"; hit/miss statistics (`get_cache_stats`, '

@@ -9,7 +9,7 @@ from reprobench.measure import count_flops, decide
 from reprobench.registry import make_generator
 
 
-@experiment("DCAL-11",
+@experiment("DCAL-11", quick_judged=True,
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'Evaluation runs SA + GLCA only (PWCA is training-only); GLCA keeps the top `top_k_ratio` (0.1) '

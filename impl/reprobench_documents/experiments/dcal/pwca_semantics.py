@@ -17,7 +17,7 @@ RULE = (f"exact errors (float64, both twins, deterministic): max |PWCA(x, x) - S
         "else partial")
 
 
-@experiment("DCAL-04",
+@experiment("DCAL-04", quick_judged=True,
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'PWCA: queries of image 1 attend to concatenated keys and values of images 1 and 2. (Property: '

@@ -17,7 +17,7 @@ def time_saved(speedup: Estimate) -> Estimate:
                     confidence=speedup.confidence, samples=speedup.samples, method=speedup.method + ", as 1 - 1/ratio")
 
 
-@experiment("DCAL-02",
+@experiment("DCAL-02", quick_judged=True,
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'Same change: "~30% faster PWCA computation (no weight copying)".'))

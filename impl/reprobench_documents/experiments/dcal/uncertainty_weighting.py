@@ -15,7 +15,7 @@ RULE = ("exact values (deterministic SGD on fixed losses, float64): (1) task wei
         "-> holds, both fail -> fails, one -> partial")
 
 
-@experiment("DCAL-10",
+@experiment("DCAL-10", quick_judged=True,
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'Uncertainty-weighted loss (Kendall et al.) balances the SA, GLCA and PWCA losses automatically; '

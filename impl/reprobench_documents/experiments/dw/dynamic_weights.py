@@ -14,7 +14,7 @@ RULE = ("exact values over the inputs (float64, deterministic draws), three deci
         "holds, all fail -> fails, else partial")
 
 
-@experiment("DW-05",
+@experiment("DW-05", quick_judged=True,
             source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 'Dynamic weights: a small network predicts [heads, 3] weights that sum to 1 (softmax) and change '

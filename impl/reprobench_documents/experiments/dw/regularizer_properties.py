@@ -25,7 +25,7 @@ RULE_01 = ("exact errors (float64, deterministic draws): (1) max |CE - (1 - cos(
            "of CE| when only they move <= 1e-9. Both hold -> holds, both fail -> fails, one -> partial")
 
 
-@experiment("DW-01",
+@experiment("DW-01", quick_judged=True,
             source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 'Invariance term is -log softmax(logits)[true_class] (cross-entropy); the text says it is '
@@ -93,7 +93,7 @@ RULE_02 = ("exact errors and counts over the trials (float64, deterministic draw
            "absolute. All hold -> holds, all fail -> fails, else partial")
 
 
-@experiment("DW-02",
+@experiment("DW-02", quick_judged=True,
             source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 'Variance regularization: sum over dims of max(0, gamma - sqrt(var + eps)), divided by the number'
@@ -146,7 +146,7 @@ RULE_03 = ("exact errors over the trials (float64, deterministic draws), six dec
            "holds, all fail -> fails, else partial")
 
 
-@experiment("DW-03",
+@experiment("DW-03", quick_judged=True,
             source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 'Covariance regularization: sum of squared off-diagonal entries of the (K-1)-normalised '

@@ -10,7 +10,7 @@ from reprobench.registry import make_generator
 EXPECTED_PICKS = {256: "local_global", 511: "local_global", 512: "strided", 4095: "strided", 4096: "performer"}
 
 
-@experiment("EFF-10",
+@experiment("EFF-10", quick_judged=True,
             source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'HierarchicalAttentionBlock / LinearAttentionBlock / get_attention: every documented '

@@ -17,7 +17,7 @@ RULE = (f"exact error (float64, deterministic draws): max |f(g.x) - g.f(x)| / ma
         "the even kernel are reported, not judged)")
 
 
-@experiment("EQ-03",
+@experiment("EQ-03", quick_judged=True,
             source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'The layer is equivariant to the group action (C4 rotations): f(g.x) = g.f(x).'))

@@ -13,7 +13,7 @@ JUDGED_N = 10  # the document's worked example (N = 10 examples)
 MIN_SPEEDUP = 1.2  # "instead of N separate passes" read as at least 1.2× faster
 
 
-@experiment("EQ-07",
+@experiment("EQ-07", quick_judged=True,
             source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'Shared encoder: "1 shared forward pass" instead of N separate passes: speed.'))

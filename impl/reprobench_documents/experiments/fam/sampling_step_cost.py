@@ -40,7 +40,7 @@ def _bench_model(n_params: int, generator, device):
     return params, grads
 
 
-@experiment("FAM-03",
+@experiment("FAM-03", quick_judged=True,
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'FAM applies only after `fam_start_step` and to tensors with more than `min_size` elements; large'

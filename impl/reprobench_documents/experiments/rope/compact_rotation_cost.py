@@ -26,7 +26,7 @@ RULE = (f"same input and rotation (float32, 1x8x512x64, rot_count=32, direction 
         f"else partial")
 
 
-@experiment("ROPE-06",
+@experiment("ROPE-06", quick_judged=True,
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'CompactRotation is "lightweight, reducing computational overhead while maintaining flexibility":'

@@ -23,7 +23,7 @@ RULE = (f"exact errors (float64, every dims in 2..12, all pairs i<j, θ on a gri
         f"d×d reference (interleaved rounds) is reported, not judged")
 
 
-@experiment("ROPE-03", logic="all-of",
+@experiment("ROPE-03", logic="all-of", quick_judged=True,
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'Givens `rotation_matrix` gives rotations in the (i, j) plane; for dims == 3 it is averaged with '

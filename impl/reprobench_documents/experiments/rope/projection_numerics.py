@@ -20,7 +20,7 @@ RULE = (f"counts and exact errors (float32 as a model runs it, dim 64, inputs N(
         f"all fail -> fails, else partial")
 
 
-@experiment("ROPE-05",
+@experiment("ROPE-05", quick_judged=True,
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 '"SVD for orthogonal initialization, aimed at maintaining numerical stability": NaN/inf behaviour'

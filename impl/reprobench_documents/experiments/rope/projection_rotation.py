@@ -34,7 +34,7 @@ def _device(module) -> torch.device:
     return next(module.parameters()).device
 
 
-@experiment("ROPE-04", logic="all-of",
+@experiment("ROPE-04", logic="all-of", quick_judged=True,
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 '`project_and_rotate` projects to 3D, rotates, projects back with an SVD-based pseudo-inverse, '

@@ -20,7 +20,7 @@ RULE = (f"exact errors (float64, unit vectors, an angle grid in [-2π, 2π] and 
         f"q x q* and CompactRotation.q_rotate are reported, not judged")
 
 
-@experiment("ROPE-02",
+@experiment("ROPE-02", quick_judged=True,
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'Quaternion rotation `q_rotation` performs 3D rotations ("better preserve geometric '

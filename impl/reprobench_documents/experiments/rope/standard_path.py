@@ -38,7 +38,7 @@ def bf16_words(reference: float | None, optimized: float | None) -> str:
     return f"bf16 positions: document err {reference:.2f} vs ours {optimized:.3f}."
 
 
-@experiment("ROPE-01",
+@experiment("ROPE-01", quick_judged=True,
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'RotaryEmbedding (standard path): freqs = arange(num_freqs) * 2*pi/theta, learned by default; '

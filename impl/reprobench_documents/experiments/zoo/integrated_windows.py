@@ -13,7 +13,7 @@ FLOAT64_TOLERANCE = 1e-10  # window = sequence: equal to full attention up to fl
 FLOAT32_TOLERANCE = 1e-4  # banded optimized windows against the reference's window loop, float32
 
 
-@experiment("ZOO-06",
+@experiment("ZOO-06", quick_judged=True,
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'IntegratedAttention: sliding windows (`slide_win`) + adaptive span + global attention; equals '

@@ -10,7 +10,7 @@ from reprobench.registry import make_generator
 ROW_SUM_TOLERANCE = 1e-5  # float32 rows of a softmax sum to 1 within this
 
 
-@experiment("ZOO-03", logic="all-of",
+@experiment("ZOO-03", logic="all-of", quick_judged=True,
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'MyelinatedLayer: node-importance gating, policy-driven layer jumps, working memory; every '

@@ -16,7 +16,7 @@ MAX_ABS_DIFF = 1e-4  # float32: "equal values"
 GRAD_SPREAD_MIN = 1e-6  # direction-sensitive: the modulator's gradient varies across dims within a head
 
 
-@experiment("ZOO-04",
+@experiment("ZOO-04", quick_judged=True,
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'RelativeForce: force + multi-hop topological attention; cost of the [batch, seq, seq, dim] '
