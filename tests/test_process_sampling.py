@@ -187,3 +187,34 @@ def test_all_of_claims_fail_on_any_decisive_failure():
     assert stats.combine_outcomes(["holds", "holds"], "all-of") == "holds"
     with pytest.raises(ValueError, match="logic"):
         stats.combine_outcomes(["holds"], "any")
+
+
+def test_a_worker_runs_under_the_callers_grad_mode_and_default_dtype():
+    def modes():
+        return torch.is_grad_enabled(), torch.is_inference_mode_enabled(), torch.get_default_dtype()
+
+    with torch.no_grad():
+        run_once, _ = workers.per_process(modes)
+    assert run_once() == (False, False, torch.float32)
+    with torch.inference_mode():
+        run_once, _ = workers.per_process(modes)
+    assert run_once()[1] is True
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        run_once, _ = workers.per_process(modes)
+    finally:
+        torch.set_default_dtype(previous)
+    assert run_once() == (True, False, torch.float64)
+
+
+def test_an_in_place_update_of_a_leaf_times_under_no_grad_as_it_would_here():
+    weight = torch.nn.Parameter(torch.ones(3))
+
+    def step():
+        weight.fill_(2.0)  # raises with gradients on: what a timed call under no_grad must not see
+        return float(weight.sum())
+
+    with torch.no_grad():
+        run_once, _ = workers.per_process(step)
+    assert run_once() == 6.0

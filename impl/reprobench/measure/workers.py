@@ -227,19 +227,48 @@ def shutdown() -> None:
         _server = None
 
 
+def caller_state() -> dict:
+    """The calling thread's torch modes a timed call depends on, which a worker (a fresh process) would not
+    have: gradient tracking (`with torch.no_grad()` around a timing), inference mode, the default dtype,
+    float32 matmul precision and deterministic algorithms."""
+    import torch
+
+    return {"grad": torch.is_grad_enabled(), "inference": torch.is_inference_mode_enabled(),
+            "default_dtype": torch.get_default_dtype(), "matmul_precision": torch.get_float32_matmul_precision(),
+            "deterministic": torch.are_deterministic_algorithms_enabled()}
+
+
+class _InCallerState:
+    """A task that runs under the caller's torch modes (captured when the task was submitted)."""
+
+    def __init__(self, task: Callable[[], T], state: dict):
+        self.task, self.state = task, state
+
+    def __call__(self):
+        import torch
+
+        state = self.state
+        torch.set_default_dtype(state["default_dtype"])
+        torch.set_float32_matmul_precision(state["matmul_precision"])
+        torch.use_deterministic_algorithms(state["deterministic"])
+        with torch.inference_mode(state["inference"]), torch.set_grad_enabled(state["grad"]):
+            return self.task()
+
+
 def per_process(task: Callable[[], T]) -> tuple[Callable[[], T], str]:
     """(run_once, how): every call of `run_once()` runs `task()` in a fresh worker and returns its result.
 
     `task` is pickled once here; each worker rebuilds it, so every call gets fresh copies of the
-    tensors it captures. When the task cannot be pickled, or workers are disabled, `run_once` is `task`
-    itself and `how` says why -- the decision records it in its method.
+    tensors it captures, under the caller's torch modes (`caller_state`: no_grad, inference mode, default
+    dtype, ...). When the task cannot be pickled, or workers are disabled, `run_once` is `task` itself and
+    `how` says why -- the decision records it in its method.
     """
     if not workers_enabled():
         return task, IN_PROCESS + " (worker processes disabled)"
     import cloudpickle
 
     try:
-        payload = cloudpickle.dumps(task)
+        payload = cloudpickle.dumps(_InCallerState(task, caller_state()))
     except Exception as exc:
         return task, f"{IN_PROCESS} (the timed callables cannot be sent to a worker: {type(exc).__name__}: {exc})"
 
