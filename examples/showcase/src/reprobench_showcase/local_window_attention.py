@@ -142,16 +142,38 @@ register(ComponentSpec(
 register(ComponentSpec(
     name="showcase.local_bidirectional",
     claims=(),
-    description="local-attention 1.11.2 LocalAttention(non-causal: one window back and one ahead, autopad)",
+    description="local-attention 1.11.2 LocalAttention(non-causal, autopad), lengths that are multiples of the window",
     build=build(causal=False),
     sample_inputs=qkv_inputs(2, HEAD_DIM),
     default_config=dict(window_size=TEST_WINDOW, look_backward=1, autopad=True),
-    test_sizes=(1, 8, 11),
+    test_sizes=(8,),  # a multiple of the window: no padding, where the package is right
     bench_config=dict(window_size=512, look_backward=1, autopad=True),
     bench_inputs=qkv_inputs(8, 64),
     bench_sizes=(2048, 4096, 8192, 16384),
     time_exponent={"reference": 2.0, "optimized": 1.0},
     memory_exponent={"reference": 2.0, "optimized": 1.0},
+))
+
+# The same layer at lengths that are not multiples of the window, where autopad pads the keys: the package's
+# defect (LOCAL-11) is declared here, so the suite stays green while it stands and reports XPASS once fixed.
+_AUTOPAD_DEFECT = ("local-attention 1.11.2: non-causal with autopad and no input_mask gives softmax weight to the zero "
+                   "padding keys when the length is not a multiple of the window (LOCAL-11 in reports/showcase)")
+
+register(ComponentSpec(
+    name="showcase.local_bidirectional_ragged",
+    claims=(),
+    description="local-attention 1.11.2 LocalAttention(non-causal, autopad), lengths that are not window multiples",
+    build=build(causal=False),
+    sample_inputs=qkv_inputs(2, HEAD_DIM),
+    default_config=dict(window_size=TEST_WINDOW, look_backward=1, autopad=True),
+    test_sizes=(1, 11),  # shorter than the window, and one past two windows
+    bench_config=dict(window_size=512, look_backward=1, autopad=True),
+    bench_inputs=qkv_inputs(8, 64),
+    bench_sizes=(2047, 4097),
+    time_exponent={"reference": 2.0, "optimized": 1.0},
+    memory_exponent={"reference": 2.0, "optimized": 1.0},
+    expected_failures=tuple(ExpectedFailure(test, reason=_AUTOPAD_DEFECT) for test in (
+        "matches_reference", "gradients_match_reference", "matches_reference_random_cases")),
 ))
 
 
