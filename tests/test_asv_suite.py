@@ -88,7 +88,9 @@ def test_a_slow_or_broken_experiment_is_skipped_or_failed_not_fatal(monkeypatch)
     claims = importlib.import_module("suites.asv.claims")
     monkeypatch.setattr(claims, "RUN_BUDGET_S", 0.2)
     slow = claims.measure_headline(_fake_experiment(lambda ctx: time.sleep(5) or 1.0, []), "FAKE-1")
-    assert "RUN_BUDGET_S" in slow["skip"]
+    assert "quick-size run took over 0.2 s (RUN_BUDGET_S)" in slow["skip"]
+    slow_full = claims.measure_headline(_fake_experiment(lambda ctx: 1.0 if ctx.quick else time.sleep(5), []), "F-1")
+    assert "full-size run took over 0.2 s" in slow_full["skip"]
     broken = claims.measure_headline(_fake_experiment(lambda ctx: 1 / 0, []), "FAKE-1")
     assert "ZeroDivisionError" in broken["error"]
 
@@ -98,5 +100,6 @@ def test_a_slow_or_broken_experiment_is_skipped_or_failed_not_fatal(monkeypatch)
         track.setup({claim_id: {"skip": "why"}})
     with pytest.raises(RuntimeError, match="how"):  # and this as failed
         track.setup({claim_id: {"error": "how"}})
-    track.setup({claim_id: {"point": 0.5}})
-    assert track(None, {claim_id: {"point": 0.5}}) == 0.5
+    measured = {"point": 0.5, "quantity": "q", "size": "quick", "seconds": 1.0}
+    track.setup({claim_id: measured})
+    assert track(None, {claim_id: measured}) == 0.5

@@ -22,6 +22,7 @@ the report does not throw away the claim's history.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import signal
 import tempfile
@@ -59,6 +60,13 @@ UNIT_RULES = [
 METHOD_UNITS = [(r"paired round ratios", "ratio"), (r"proportion", "ratio")]  # when the name says nothing
 
 ignore_installed_plugins()  # this repository's own claims, not whatever plugin is installed beside it
+
+# One line per track on stderr (`asv run --show-stderr` prints it): which size was tracked and what the
+# experiment cost, so a claim that makes the suite slow is seen.
+log = logging.getLogger("reprobench.asv.claims")
+if not log.handlers:
+    log.addHandler(logging.StreamHandler())
+    log.setLevel(logging.INFO)
 
 
 def unit_of(quantity: str, method: str = "") -> str:
@@ -140,14 +148,15 @@ def _run_once(fn, claim_id: str, quick: bool):
 def measure_headline(fn, claim_id: str) -> dict:
     """The claim's headline figure: {"point", "quantity", "size", "seconds"}, or {"skip": reason} when there is
     nothing to track (no decision, over budget), or {"error": message} when the experiment raised."""
+    size = "quick"
     try:
         outcome, ctx, seconds = _run_once(fn, claim_id, quick=True)
         decision = outcome.headline_decision()
         if decision is None:
             return {"skip": f"{claim_id}: no decision to track ({outcome.verdict}: {outcome.evidence})"}
-        size = "quick"
         if decision.estimate.exact:
             if getattr(ctx, "quick_read", False):
+                size = "full"
                 outcome, _, full_seconds = _run_once(fn, claim_id, quick=False)
                 seconds += full_seconds
                 decision = outcome.headline_decision()
@@ -157,7 +166,7 @@ def measure_headline(fn, claim_id: str) -> dict:
         return {"point": float(decision.estimate.point), "quantity": decision.quantity, "size": size,
                 "seconds": seconds}
     except RunTooLong as exc:
-        return {"skip": f"{claim_id}: a run took {exc} (RUN_BUDGET_S); not tracked at this commit"}
+        return {"skip": f"{claim_id}: its {size}-size run took {exc} (RUN_BUDGET_S); not tracked at this commit"}
     except Exception as exc:  # a crashed experiment is this track's failure, not the whole suite's
         return {"error": f"{claim_id}: experiment raised {type(exc).__name__}: {exc}"}
 
@@ -172,6 +181,8 @@ def _make_track(claim_id: str, headline: dict | None):
             raise NotImplementedError(result["skip"])  # asv reports the track as skipped, with this reason
         if "error" in result:
             raise RuntimeError(result["error"])  # asv reports the track as failed
+        log.info("%s: %s at %s size; the experiment took %.1f s", claim_id, result["quantity"], result["size"],
+                 result["seconds"])
 
     source, text = CLAIM_TEXTS[claim_id]
     rule = describe_rule(headline) if headline else "the first decision of its outcome"
