@@ -80,6 +80,9 @@ def test_exact_headlines_are_tracked_at_full_size_timed_ones_at_quick_size():
     calls = []
     timed = measure(_fake_experiment(lambda ctx: Estimate(2.0, 1.5, 2.5, 0.95, 7, "m"), calls), "FAKE-1")
     assert (timed["point"], timed["quantity"], timed["size"], calls) == (2.0, "q_quick", "quick", [True])
+    calls = []  # exact in the last report: straight to full size, no quick run first
+    known = measure(_fake_experiment(lambda ctx: 8.0 if ctx.quick else 64.0, calls), "FAKE-1", exact_before=True)
+    assert (known["point"], known["size"], calls) == (64.0, "full", [False])
 
 
 def test_a_slow_or_broken_experiment_is_skipped_or_failed_not_fatal(monkeypatch):
@@ -103,3 +106,16 @@ def test_a_slow_or_broken_experiment_is_skipped_or_failed_not_fatal(monkeypatch)
     measured = {"point": 0.5, "quantity": "q", "size": "quick", "seconds": 1.0}
     track.setup({claim_id: measured})
     assert track(None, {claim_id: measured}) == 0.5
+
+
+def test_setup_cache_runs_each_claim_once_at_the_size_its_reported_headline_calls_for(monkeypatch):
+    claims = importlib.import_module("suites.asv.claims")
+    exact_id = next(cid for cid in claims.CLAIM_IDS if claims._HEADLINES.get(cid, {}).get("exact"))
+    timed_id = next(cid for cid in claims.CLAIM_IDS if cid in claims._HEADLINES
+                    and not claims._HEADLINES[cid]["exact"])
+    calls = {exact_id: [], timed_id: []}
+    fakes = {cid: _fake_experiment(lambda ctx: 3.0, calls[cid]) for cid in calls}
+    monkeypatch.setattr(claims, "load_experiments", lambda: fakes)
+    cache = claims.Claims().setup_cache()
+    assert set(cache) == {exact_id, timed_id}
+    assert calls == {exact_id: [False], timed_id: [True, False]}  # timed_id's fake is exact: rerun at full size

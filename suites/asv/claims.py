@@ -7,9 +7,10 @@ from that cache. asv runs a benchmark in a fresh process, so running the experim
 repeat it for every benchmark.
 
 Which size is tracked:
-- each experiment runs first at its quick sizes;
-- if the headline then has a zero-width interval (FLOPs, bytes, counts, exact errors) and the experiment
-  read `ctx.quick`, it runs again at full size, because a deterministic figure costs no timing noise;
+- a claim whose headline had a zero-width interval in the last report (FLOPs, bytes, counts, exact errors)
+  runs once, at full size: a deterministic figure carries no timing noise, so its full size is affordable;
+- any other claim runs at its quick sizes; if its headline then turns out exact and the experiment read
+  `ctx.quick`, it runs again at full size;
 - timed and fitted headlines stay at quick sizes, so `asv run` over a range of commits stays affordable.
 A run over `RUN_BUDGET_S` is stopped and its track reported as skipped, with the reason.
 
@@ -26,6 +27,7 @@ import logging
 import re
 import signal
 import tempfile
+import textwrap
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,7 +85,7 @@ def unit_of(quantity: str, method: str = "") -> str:
 
 
 def reported_headlines(path: Path = REPORT) -> dict[str, dict]:
-    """claim ID -> {"quantity", "method", "rule", "threshold", "direction"} of its headline in the report at
+    """claim ID -> {"quantity", "method", "exact", "rule", "threshold", "direction"} of its headline in the report at
     `path`; empty when there is no report."""
     try:
         claims = json.loads(path.read_text())["claims"]
@@ -95,6 +97,7 @@ def reported_headlines(path: Path = REPORT) -> dict[str, dict]:
         decision = decisions.get(entry.get("headline"))
         if decision is not None:
             headlines[entry["id"]] = {"quantity": decision["quantity"], "method": decision.get("method", ""),
+                                      "exact": decision["low"] == decision["high"],
                                       "rule": entry.get("rule", ""), "threshold": decision["threshold"],
                                       "direction": decision["direction"]}
     return headlines
@@ -145,16 +148,17 @@ def _run_once(fn, claim_id: str, quick: bool):
         return outcome, ctx, time.perf_counter() - start
 
 
-def measure_headline(fn, claim_id: str) -> dict:
+def measure_headline(fn, claim_id: str, exact_before: bool = False) -> dict:
     """The claim's headline figure: {"point", "quantity", "size", "seconds"}, or {"skip": reason} when there is
-    nothing to track (no decision, over budget), or {"error": message} when the experiment raised."""
-    size = "quick"
+    nothing to track (no decision, over budget), or {"error": message} when the experiment raised.
+    `exact_before`: the last report's headline was exact, so the experiment runs at full size straight away."""
+    size = "full" if exact_before else "quick"
     try:
-        outcome, ctx, seconds = _run_once(fn, claim_id, quick=True)
+        outcome, ctx, seconds = _run_once(fn, claim_id, quick=not exact_before)
         decision = outcome.headline_decision()
         if decision is None:
             return {"skip": f"{claim_id}: no decision to track ({outcome.verdict}: {outcome.evidence})"}
-        if decision.estimate.exact:
+        if decision.estimate.exact and not exact_before:
             if getattr(ctx, "quick_read", False):
                 size = "full"
                 outcome, _, full_seconds = _run_once(fn, claim_id, quick=False)
@@ -187,6 +191,7 @@ def _make_track(claim_id: str, headline: dict | None):
     source, text = CLAIM_TEXTS[claim_id]
     rule = describe_rule(headline) if headline else "the first decision of its outcome"
     track.__name__ = f"track_{claim_id.replace('-', '_')}"
+    track.__qualname__ = f"Claims.{track.__name__}"
     track.__doc__ = (f"{claim_id} ({source}): {text}\n\nHeadline: {rule}"
                      + (f"\nRule: {headline['rule']}" if headline else ""))
     track.pretty_name = f"{claim_id}: {rule}"
@@ -194,7 +199,8 @@ def _make_track(claim_id: str, headline: dict | None):
     track.version = f"{claim_id}/{SUITE_REVISION}"
     track.setup = setup
     # asv shows a benchmark's source beside its graph: show what this track returns, with the claim and rule.
-    track.pretty_source = (f"def {track.__name__}(self, headlines):\n    \"\"\"{track.__doc__}\"\"\"\n"
+    docstring = textwrap.indent(f'"""{track.__doc__}"""', "    ")
+    track.pretty_source = (f"def {track.__name__}(self, headlines):\n{docstring}\n"
                            f"    return headlines[{claim_id!r}][\"point\"]\n")
     return track
 
@@ -206,7 +212,8 @@ class Claims:
     timeout = 600
 
     def setup_cache(self):
-        return {claim_id: measure_headline(fn, claim_id) for claim_id, fn in sorted(load_experiments().items())}
+        return {claim_id: measure_headline(fn, claim_id, _HEADLINES.get(claim_id, {}).get("exact", False))
+                for claim_id, fn in sorted(load_experiments().items())}
 
     setup_cache.timeout = 3600
 
