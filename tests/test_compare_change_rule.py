@@ -93,3 +93,13 @@ def test_diff_lists_a_changed_quantity_and_says_why():
     quiet = compare.diff_reports(old, _report(decisions=[_decision(2.05, 2.0, 2.1)]))
     assert not quiet.interval_changes
     assert "no measured quantity changed" in compare.format_diff(quiet, old, new)
+
+
+def test_a_float_error_far_below_its_threshold_is_not_a_change():
+    # 2.2e-16 -> 1.9e-16 against a rule of <= 1e-10: the BLAS build moved the last bits, not the claim.
+    old, new = _decision(2.22e-16, 2.22e-16, 2.22e-16), _decision(1.94e-16, 1.94e-16, 1.94e-16)
+    old["threshold"] = new["threshold"] = 1e-10
+    assert not compare.quantity_change(old, new)[0]
+    new = _decision(5e-10, 5e-10, 5e-10)
+    new["threshold"] = 1e-10
+    assert compare.quantity_change(old, new)[0]  # the same error moving past its threshold is a change
