@@ -103,3 +103,12 @@ def test_a_float_error_far_below_its_threshold_is_not_a_change():
     new = _decision(5e-10, 5e-10, 5e-10)
     new["threshold"] = 1e-10
     assert compare.quantity_change(old, new)[0]  # the same error moving past its threshold is a change
+
+
+def test_a_deterministic_move_must_be_a_visible_share_of_the_rule():
+    old, new = _decision(1.5e8, 1.5e8, 1.5e8), _decision(1.6e8, 1.6e8, 1.6e8)
+    old["threshold"] = new["threshold"] = 1.5e9  # bytes against an "at most 1.5 GB" rule: a real change
+    assert compare.quantity_change(old, new)[0]
+    small = _decision(1.5e8 + 1e5, 1.5e8 + 1e5, 1.5e8 + 1e5)
+    small["threshold"] = 1.5e9
+    assert not compare.quantity_change(old, small)[0]  # 1e5 bytes: under a thousandth of the rule's 1.5e9

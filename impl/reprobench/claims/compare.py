@@ -6,8 +6,8 @@ CHANGE_CONFIDENCE) must exclude 1 AND the ratio itself must move by more than th
 (NOISE_FLOOR, asv's default factor). Two runs of the same commit on the same machine then report
 no change beyond the nominal rate; non-overlapping intervals alone are not enough (two 95% intervals
 of one quantity miss each other in about 0.6% of pairs even when calibrated, far more when not).
-A deterministic quantity (zero-width interval: FLOPs, bytes, counts) changed when its value changed by
-more than a millionth of the value or of the rule's threshold.
+A deterministic quantity (zero-width interval: FLOPs, bytes, counts) changed when its value moved by
+more than a millionth of itself and more than a thousandth of its rule's threshold.
 A verdict change is always shown. The exit code gates CI: 1 when a claim that held no
 longer does (holds -> fails/partial), 0 otherwise (holds -> inconclusive is shown, not gated: the
 data could not decide, which is not a regression).
@@ -25,7 +25,8 @@ from reprobench.measure.environment import MACHINE_KEYS
 REGRESSIONS = {("holds", "fails"), ("holds", "partial")}
 CHANGE_CONFIDENCE = 0.99  # level of the interval on new/old (asv's compare uses p < 0.002 for its test)
 NOISE_FLOOR = 0.10  # a ratio within [1/1.1, 1.1] is never called a change (asv's default factor)
-EXACT_RELATIVE = 1e-6  # deterministic values differing by less than this share of value or threshold are equal
+EXACT_RELATIVE = 1e-6  # deterministic values differing by less than this share of their value are equal
+THRESHOLD_SHARE = 1e-3  # ...or by less than this share of their rule's threshold (float errors far below it)
 
 
 def _half_width_se(low: float, high: float, confidence: float) -> float | None:
@@ -45,13 +46,13 @@ def quantity_change(old: dict, new: dict) -> tuple[bool, str]:
     p1, l1, h1, c1 = old["estimate"], old["low"], old["high"], old.get("confidence", 0.95)
     p2, l2, h2, c2 = new["estimate"], new["low"], new["high"], new.get("confidence", 0.95)
     if l1 == h1 and l2 == h2:
-        # Relative to the value or to the rule's threshold, whichever is larger: FLOPs and bytes change when
-        # the code does, while a float64 error of 2e-16 judged against 1e-10 moves with the BLAS build and
-        # says nothing about the claim.
+        # FLOPs and bytes change when the code does; a float64 error of 2e-16 judged against 1e-10 moves with
+        # the BLAS build and says nothing about the claim, so a move must also be a visible share of the rule.
         thresholds = new.get("threshold", old.get("threshold"))
         bounds = thresholds if isinstance(thresholds, (list, tuple)) else [thresholds]
-        scale = max([abs(p1), abs(p2), 1e-300] + [abs(t) for t in bounds if isinstance(t, (int, float))])
-        changed = abs(p2 - p1) > EXACT_RELATIVE * scale
+        threshold_scale = max([0.0] + [abs(t) for t in bounds if isinstance(t, (int, float))])
+        delta = abs(p2 - p1)
+        changed = delta > EXACT_RELATIVE * max(abs(p1), abs(p2), 1e-300) and delta > THRESHOLD_SHARE * threshold_scale
         return changed, f"{p1:.4g} -> {p2:.4g} (deterministic)"
     positive = min(l1, l2, p1, p2) > 0
     if positive:
