@@ -28,7 +28,7 @@ import random
 from typing import Any, Callable
 
 import torch
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_map
 
 from reprobench.claims.declared_claim import DeclaredClaim
 from reprobench.claims.experiment import RunContext

@@ -25,7 +25,6 @@ import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from reprobench.measure import count_host_syncs
 from reprobench.registry import get, list_components
 from reprobench.testing import bad_inputs, hygiene
 from reprobench.testing.checks import (as_tuple, assert_gradients_match, assert_matches_reference, build,
