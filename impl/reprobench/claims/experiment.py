@@ -10,9 +10,10 @@ where it likes and imports them when it is loaded; the decorator declares the cl
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
@@ -38,6 +39,8 @@ class RunContext:
     # Wall-clock budget of one sequentially sampled timed decision (stats.sample_ratio_until_decided):
     # rounds are added while the interval straddles the rule, until this is spent.
     decision_budget_s: float = 20.0
+    # This claim's declared sizes for this run's mode (`experiment(..., sizes=...)`); set for each claim.
+    sizes: "Sizes" = field(default_factory=lambda: Sizes({}, {}, quick=False))
 
     def __getattribute__(self, name):
         if name == "quick":
@@ -106,7 +109,57 @@ class Outcome:
         return None
 
 
+class Sizes(Mapping):
+    """A claim's declared sizes (and repeats) for one run: the full values, or the quick ones in a quick run.
+
+    Reading a name whose quick value differs from its full value, in a quick run, is recorded
+    (`read_at_other_size`): the claim was then measured at another size than its rule speaks of, and the
+    runner reports it unjudged, naming the sizes, unless it is declared `quick_judged`."""
+
+    def __init__(self, full: Mapping[str, Any], quick_values: Mapping[str, Any], *, quick: bool):
+        self.full, self.quick_values, self.quick = dict(full), dict(quick_values), quick
+        self.read_at_other_size: dict[str, dict] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.full:
+            raise KeyError(f"size {name!r} is not declared; this claim declares {sorted(self.full)} "
+                           "(experiment(..., sizes={'full': {...}, 'quick': {...}}))")
+        if not self.quick:
+            return self.full[name]
+        value = self.quick_values.get(name, self.full[name])
+        if value != self.full[name]:
+            self.read_at_other_size[name] = {"full": self.full[name], "quick": value}
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.full)
+
+    def __len__(self) -> int:
+        return len(self.full)
+
+    def for_mode(self) -> dict:
+        """This mode's values (what the report records), without marking anything read."""
+        return {name: (self.quick_values.get(name, value) if self.quick else value) for name, value in self.full.items()}
+
+
+def _check_sizes(claim_id: str, sizes) -> tuple[dict, dict]:
+    if sizes is None:
+        return {}, {}
+    if not isinstance(sizes, Mapping) or not set(sizes) <= {"full", "quick"} or "full" not in sizes:
+        raise TypeError(f"experiment({claim_id!r}): sizes must be a dict {{'full': {{name: value}}, 'quick': "
+                        f"{{name: value}}}} ('quick' optional), got {sizes!r}")
+    full, quick = sizes["full"], sizes.get("quick", {})
+    if not isinstance(full, Mapping) or not isinstance(quick, Mapping):
+        raise TypeError(f"experiment({claim_id!r}): sizes['full'] and sizes['quick'] must be dicts")
+    unknown = set(quick) - set(full)
+    if unknown:
+        raise ValueError(f"experiment({claim_id!r}): quick sizes {sorted(unknown)} have no full value; every "
+                         "size needs a full value (the one the claim speaks of)")
+    return dict(full), dict(quick)
+
+
 FLOAT64_DEVICES_MISSING = ("mps",)  # devices without float64 kernels
+NEEDS = ("float64",)  # what an experiment can declare it needs of the device
 
 
 def float64_unavailable(ctx: RunContext) -> str | None:
@@ -135,10 +188,26 @@ class Declaration:
     # True when the rule holds at any size (a ratio that does not depend on n, a property for every input):
     # a quick run at smaller sizes is then still judged. False: quick figures are reported unjudged.
     quick_judged: bool = False
+    full_sizes: Mapping[str, Any] = field(default_factory=dict)  # the sizes the claim speaks of
+    quick_sizes: Mapping[str, Any] = field(default_factory=dict)  # what --quick measures instead (missing: full)
+    needs: tuple[str, ...] = ()  # "float64": refused as not-checkable on a device without it
+    timed: bool = False  # makes a wall-clock decision (its verdict rests on timing this machine)
 
     def __post_init__(self):
         if self.logic not in LOGICS:
             raise ValueError(f"logic={self.logic!r}; expected one of {LOGICS}")
+        unknown = set(self.needs) - set(NEEDS)
+        if unknown:
+            raise ValueError(f"needs={self.needs!r}: {sorted(unknown)} unknown; expected some of {NEEDS}")
+
+    def sizes(self, quick: bool) -> Sizes:
+        return Sizes(self.full_sizes, self.quick_sizes, quick=quick)
+
+    def unmet_need(self, device: torch.device) -> str | None:
+        """Why this claim cannot be measured on `device` (a declared need it lacks), or None."""
+        if "float64" in self.needs and device.type in FLOAT64_DEVICES_MISSING:
+            return f"{device.type} has no float64; this check's tolerances assume float64"
+        return None
 
 
 _DECLARATIONS: dict[str, Declaration] = {}
@@ -149,7 +218,8 @@ def declaration(claim_id: str) -> Declaration:
 
 
 def experiment(claim_id: str, *, text: str | None = None, source: str | None = None, logic: str = "separate",
-               quick_judged: bool = False):
+               quick_judged: bool = False, sizes: Mapping[str, Mapping[str, Any]] | None = None,
+               needs: tuple[str, ...] = (), timed: bool = False):
     """Register ``fn`` as the experiment for ``claim_id``, declaring the claim where it is measured.
 
     `text` and `source`: the claim as written and where (a document, a README); given, they add the claim
@@ -158,7 +228,13 @@ def experiment(claim_id: str, *, text: str | None = None, source: str | None = N
     `logic`: "separate" when the claim makes several statements (some hold, some fail -> partial);
     "all-of" when its parts together define one property ("a rotation" keeps norms AND angles; "exact for
     any n" must hold at every n): any decisive failure then fails the claim.
-    `quick_judged`: the rule is size-free, so a `--quick` run (smaller sizes) is still judged."""
+    `quick_judged`: the rule is size-free, so a `--quick` run (smaller sizes) is still judged.
+    `sizes`: ``{"full": {name: value}, "quick": {name: value}}`` -- the sizes (and repeats) the claim is
+    measured at, read in the experiment as ``ctx.sizes[name]``; a quick value differing from the full one
+    makes a quick run report the claim unjudged, naming the size. `needs`: ``("float64",)`` when the
+    rule's tolerances assume float64 (the claim is not-checkable on a device without it, before the
+    experiment runs). `timed`: the verdict rests on a wall-clock decision (tests and asv treat it as slow
+    and noisy)."""
     from reprobench.claims.ledger import CLAIM_TEXTS, define_claim
 
     if text is not None or source is not None:
@@ -170,14 +246,27 @@ def experiment(claim_id: str, *, text: str | None = None, source: str | None = N
         raise ValueError(f"experiment({claim_id!r}): not a claim of the ledger; define it first with "
                          "reprobench.claims.claim(claim_id, text, source=...)")
 
-    declared = Declaration(logic=logic, quick_judged=quick_judged)
+    full, quick = _check_sizes(claim_id, sizes)
+    declared = Declaration(logic=logic, quick_judged=quick_judged, full_sizes=full, quick_sizes=quick,
+                           needs=tuple(needs), timed=timed)
 
     def decorate(fn: Callable[[RunContext], Outcome]) -> Callable[[RunContext], Outcome]:
-        if claim_id in _EXPERIMENTS and _EXPERIMENTS[claim_id] is not fn:
+        if claim_id in _EXPERIMENTS and getattr(_EXPERIMENTS[claim_id], "__wrapped__", None) is not fn:
             raise ValueError(f"claim {claim_id} has two experiments")
-        _EXPERIMENTS[claim_id] = fn
+
+        @functools.wraps(fn)
+        def run(ctx: RunContext) -> Outcome:
+            # The declaration applies however the experiment is called (the runner, a test): its needs are
+            # checked before it runs, and it reads this claim's sizes for the run's mode.
+            if reason := declared.unmet_need(ctx.device):
+                return not_checkable(CLAIM_TEXTS.get(claim_id, claim_id), "not measured: the device lacks what the "
+                                     "claim's rule needs", reason)
+            object.__setattr__(ctx, "sizes", declared.sizes(object.__getattribute__(ctx, "quick")))
+            return fn(ctx)
+
+        _EXPERIMENTS[claim_id] = run
         _DECLARATIONS[claim_id] = declared
-        return fn
+        return run
 
     return decorate
 

@@ -105,14 +105,24 @@ def _run(ids, experiments, ctx, progress) -> list[dict]:
                 outcome.with_logic(declared.logic)
                 result = entry(claim_id, outcome, time.perf_counter() - start)
                 result["logic"] = declared.logic
-                if (object.__getattribute__(ctx, "quick") and getattr(ctx, "quick_read", False)
+                sizes = object.__getattribute__(ctx, "sizes")
+                if sizes:
+                    result["sizes"] = sizes.for_mode()
+                other = sizes.read_at_other_size
+                if (object.__getattribute__(ctx, "quick") and (getattr(ctx, "quick_read", False) or other)
                         and not declared.quick_judged and outcome.verdict in DECIDED_VERDICTS):
                     # A quick run measured this claim at other sizes than its rule speaks of: its figures are
                     # shown, its verdict withheld, so a quick report never contradicts a full one.
                     result["quick_verdict_withheld"] = outcome.verdict
                     result["verdict"] = "unjudged"
-                    result["unjudged_reason"] = ("--quick measured this claim at smaller sizes or fewer repeats "
-                                                 "than its rule speaks of; run without --quick to judge it")
+                    if other:
+                        result["measured_at_other_sizes"] = other
+                        named = "; ".join(f"{name} {v['quick']} instead of {v['full']}" for name, v in other.items())
+                        result["unjudged_reason"] = (f"--quick measured this claim at other sizes than its rule "
+                                                     f"speaks of ({named}); run without --quick to judge it")
+                    else:
+                        result["unjudged_reason"] = ("--quick measured this claim at smaller sizes or fewer repeats "
+                                                     "than its rule speaks of; run without --quick to judge it")
                 stamp_figures(ctx.figures_dir, outcome.figures, claim_id, outcome.verdict)
             except Exception as exc:  # a crashed experiment is a visible result, not a lost report
                 log.exception("experiment %s raised", claim_id)
