@@ -208,6 +208,23 @@ def test_a_worker_runs_under_the_callers_grad_mode_and_default_dtype():
     assert run_once() == (True, False, torch.float64)
 
 
+def test_a_worker_runs_under_the_callers_deterministic_mode_and_matmul_precision():
+    def modes():
+        return torch.are_deterministic_algorithms_enabled(), torch.get_float32_matmul_precision()
+
+    deterministic, precision = torch.are_deterministic_algorithms_enabled(), torch.get_float32_matmul_precision()
+    torch.use_deterministic_algorithms(True)
+    torch.set_float32_matmul_precision("medium")
+    try:
+        run_once, _ = workers.per_process(modes)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_float32_matmul_precision(precision)
+    assert run_once() == (True, "medium")
+    run_once, _ = workers.per_process(modes)  # and a caller in the defaults gets the defaults
+    assert run_once() == (False, "highest")
+
+
 def test_an_in_place_update_of_a_leaf_times_under_no_grad_as_it_would_here():
     weight = torch.nn.Parameter(torch.ones(3))
 

@@ -248,9 +248,14 @@ class _InCallerState:
         import torch
 
         state = self.state
-        torch.set_default_dtype(state["default_dtype"])
-        torch.set_float32_matmul_precision(state["matmul_precision"])
-        torch.use_deterministic_algorithms(state["deterministic"])
+        # Each set only when it differs from the worker's default: the first use_deterministic_algorithms call
+        # in a process costs about a second (measured here), which every round would pay before its clock.
+        if torch.get_default_dtype() != state["default_dtype"]:
+            torch.set_default_dtype(state["default_dtype"])
+        if torch.get_float32_matmul_precision() != state["matmul_precision"]:
+            torch.set_float32_matmul_precision(state["matmul_precision"])
+        if torch.are_deterministic_algorithms_enabled() != state["deterministic"]:
+            torch.use_deterministic_algorithms(state["deterministic"])
         with torch.inference_mode(state["inference"]), torch.set_grad_enabled(state["grad"]):
             return self.task()
 
