@@ -1,4 +1,4 @@
-"""Helpers shared by the DCAL experiments: model names, seeded models and images, and the float64 device check."""
+"""Helpers shared by the DCAL experiments: model names, seeded models and images."""
 from __future__ import annotations
 
 import torch
@@ -8,7 +8,6 @@ from reprobench.registry import make_generator
 
 DEIT_S = "deit_small_patch16_224"
 MINI = "vit_mini_patch16"
-from reprobench.claims import float64_unavailable, not_checkable  # noqa: F401  (the family imports them from here)
 
 
 def seeded_model(ctx: RunContext, seed_offset: int = 0, dtype=torch.float32, **config):

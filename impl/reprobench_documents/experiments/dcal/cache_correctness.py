@@ -6,7 +6,7 @@ import warnings
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.dcal._common import seeded_images, seeded_model, float64_unavailable, not_checkable
+from reprobench_documents.experiments.dcal._common import seeded_images, seeded_model
 from reprobench.measure import decide
 
 CLAIMED_07 = ("Cache key = hash of per-layer attention statistics (mean, std, ...), 'memory efficient'; a cache must "
@@ -18,7 +18,8 @@ RULE_07 = ("counterexamples (deterministic: a derandomized hypothesis search): h
 
 # --- DCAL-07: cache correctness ---------------------------------------------------------------------
 
-@experiment("DCAL-07", quick_judged=True,
+@experiment("DCAL-07", quick_judged=True, needs=("float64",),
+            sizes={"full": {"max_examples": 200}, "quick": {"max_examples": 40}},
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'The cache key is a hash of per-layer attention statistics (mean, std, ...), "memory efficient". '
@@ -30,15 +31,12 @@ def cache_correctness(ctx: RunContext) -> Outcome:
     from reprobench_documents.models.dcal.rollout_cache import (TRANSFORMS, ExactRolloutCache, StatsHashRolloutCache, agrees,
                                                 cached_vs_recomputed, derived_pair)
 
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED_07, RULE_07, reason)
-
     def on_device(pair):
         return tuple(t.to(ctx.device) for t in pair)
 
     space = st.tuples(st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 12)),
                       st.integers(0, 10**6), st.sampled_from(TRANSFORMS))
-    search = settings(max_examples=40 if ctx.quick else 200, database=None, derandomize=True,
+    search = settings(max_examples=ctx.sizes["max_examples"], database=None, derandomize=True,
                       suppress_health_check=list(HealthCheck))
     found = {}
     warnings.filterwarnings("ignore", message=r"std\(\): degrees of freedom")  # 1-element maps in the search
@@ -88,6 +86,7 @@ def cache_correctness(ctx: RunContext) -> Outcome:
 # --- DCAL-08: LRU and statistics --------------------------------------------------------------------
 
 @experiment("DCAL-08", quick_judged=True,
+            sizes={"full": {"sequence_repeats": 4}, "quick": {"sequence_repeats": 1}},
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 '"LRU-style cache with configurable size limits"; hit/miss statistics (`get_cache_stats`, '
@@ -96,7 +95,7 @@ def cache_lru_and_stats(ctx: RunContext) -> Outcome:
     side = 16
     config = dict(backbone_name="vit_micro_patch4", num_classes=5, img_size=side, top_k_ratio=0.25)
     batches = [seeded_images(ctx, 2, side, i) for i in range(5)]
-    sequence = [0, 1, 0, 2, 3, 1, 0, 4, 4, 2, 0, 3, 3, 1, 2] * (1 if ctx.quick else 4)
+    sequence = [0, 1, 0, 2, 3, 1, 0, 4, 4, 2, 0, 3, 3, 1, 2] * ctx.sizes["sequence_repeats"]
     results = {}
     for kind in ("stats", "exact"):
         model = seeded_model(ctx, cache_attention_rollout=True, cache_kind=kind, cache_size=3, **config).eval()

@@ -11,15 +11,17 @@ CLAIMED_SPEEDUP = 1.6  # "up to 60% faster" read as a 1.6× speedup
 SHARE_OF_CLAIM = 0.8  # reproduced at >= 80% of the claimed speedup
 
 
-@experiment("DCAL-06",
+@experiment("DCAL-06", timed=True,
+            sizes={"full": {"image_side": 224, "depth": 12, "rounds": 6, "min_run_time": 0.02},
+                   "quick": {"image_side": 112, "depth": 4, "rounds": 3}},
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'Rollout caching: "up to 60% faster evaluation on repeated patterns".'))
 def cache_speedup(ctx: RunContext) -> Outcome:
     from reprobench_documents.models.dcal.rollout import rollout_cls_reference
 
-    side, depth = (112, 4) if ctx.quick else (224, 12)
-    rounds, min_run = (3, 0.02) if ctx.quick else (6, 0.02)
+    side, depth = ctx.sizes["image_side"], ctx.sizes["depth"]
+    rounds, min_run = ctx.sizes["rounds"], ctx.sizes["min_run_time"]
     floor = SHARE_OF_CLAIM * CLAIMED_SPEEDUP
     config = dict(backbone_name=MINI, num_classes=200, img_size=side, depth=depth, top_k_ratio=0.1)
     measured = {}

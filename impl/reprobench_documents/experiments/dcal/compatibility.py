@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.dcal._common import seeded_images, seeded_model, float64_unavailable, not_checkable
+from reprobench_documents.experiments.dcal._common import seeded_images, seeded_model
 from reprobench.measure import decide
 
 CLAIMED = ("Existing model checkpoints load without modification; default behaviour unchanged (caching can be "
@@ -16,14 +16,12 @@ RULE = ("exact counts and errors (deterministic, float64): (1) state-dict keys t
         "(bit-identical). All hold -> holds, all fail -> fails, else partial")
 
 
-@experiment("DCAL-09",
+@experiment("DCAL-09", needs=("float64",),
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 '"Existing model checkpoints load without modification"; "default behavior unchanged (caching can'
                 ' be disabled)".'))
 def checkpoint_compatibility(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     side = 16
     config = dict(backbone_name="vit_micro_patch4", num_classes=5, img_size=side, top_k_ratio=0.25)
     before = seeded_model(ctx, dtype=torch.float64, pwca_weights="copy", **config).train()

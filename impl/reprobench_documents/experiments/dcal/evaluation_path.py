@@ -9,7 +9,7 @@ from reprobench.measure import count_flops, decide
 from reprobench.registry import make_generator
 
 
-@experiment("DCAL-11", quick_judged=True,
+@experiment("DCAL-11", quick_judged=True, sizes={"full": {"image_side": 224}, "quick": {"image_side": 112}},
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'Evaluation runs SA + GLCA only (PWCA is training-only); GLCA keeps the top `top_k_ratio` (0.1) '
@@ -18,7 +18,7 @@ def evaluation_path(ctx: RunContext) -> Outcome:
     from reprobench_documents.models.dcal.glca import num_selected
     from reprobench_documents.models.dcal.rollout import rollout_cls_optimized
 
-    side = 112 if ctx.quick else 224
+    side = ctx.sizes["image_side"]
     config = dict(backbone_name=MINI, num_classes=200, img_size=side, top_k_ratio=0.1, depth=2)
     model = seeded_model(ctx, **config)
     x, y = seeded_images(ctx, 1, side, 0), seeded_images(ctx, 1, side, 1)

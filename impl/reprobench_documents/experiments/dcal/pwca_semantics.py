@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.dcal._common import float64_unavailable, not_checkable
 from reprobench.measure import decide
 from reprobench.registry import make_generator
 
@@ -17,7 +16,8 @@ RULE = (f"exact errors (float64, both twins, deterministic): max |PWCA(x, x) - S
         "else partial")
 
 
-@experiment("DCAL-04", quick_judged=True,
+@experiment("DCAL-04", quick_judged=True, needs=("float64",),
+            sizes={"full": {"tokens": 197}, "quick": {"tokens": 50}},
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'PWCA: queries of image 1 attend to concatenated keys and values of images 1 and 2. (Property: '
@@ -26,10 +26,8 @@ def pwca_semantics(ctx: RunContext) -> Outcome:
     from reprobench_documents.models.dcal.pwca import PairwiseCrossAttention
     from reprobench_documents.models.dcal.vit import init_vit_
 
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     g = make_generator(ctx.seed)
-    n = 50 if ctx.quick else 197
+    n = ctx.sizes["tokens"]
     ref = PairwiseCrossAttention(384, 6, weights="copy", kernel="explicit")
     init_vit_(ref, g)
     ref = ref.to(device=ctx.device, dtype=torch.float64)

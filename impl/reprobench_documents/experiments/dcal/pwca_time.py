@@ -17,7 +17,9 @@ def time_saved(speedup: Estimate) -> Estimate:
                     confidence=speedup.confidence, samples=speedup.samples, method=speedup.method + ", as 1 - 1/ratio")
 
 
-@experiment("DCAL-02", quick_judged=True,
+@experiment("DCAL-02", quick_judged=True, timed=True,
+            sizes={"full": {"tokens": (50, 129, JUDGED_N), "min_run_time": 0.1},
+                   "quick": {"tokens": (129, JUDGED_N), "min_run_time": 0.02}},
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'Same change: "~30% faster PWCA computation (no weight copying)".'))
@@ -28,8 +30,8 @@ def pwca_time(ctx: RunContext) -> Outcome:
     from reprobench_documents.models.dcal.vit import init_vit_
 
     # The paper's two settings: Re-ID 256×128 (N = 129) and FGVC 448×448 (N = 785), patch 16.
-    sizes = (129, JUDGED_N) if ctx.quick else (50, 129, JUDGED_N)
-    min_run = 0.02 if ctx.quick else 0.1
+    sizes = tuple(ctx.sizes["tokens"])
+    min_run = ctx.sizes["min_run_time"]
     g = make_generator(ctx.seed)
     before = PairwiseCrossAttention(384, 6, weights="copy", kernel="sdpa")
     init_vit_(before, g)

@@ -15,7 +15,9 @@ EXPONENT_N, EXPONENT_L, TOLERANCE = 3.0, 1.0, 0.15  # O(L × N³), each exponent
 TARGET_SPEEDUP = 20.0  # the optimized twin's benchmark target at DeiT-Small@448 (N = 785, L = 12), one thread
 
 
-@experiment("DCAL-05",
+@experiment("DCAL-05", timed=True,
+            sizes={"full": {"bench_tokens": (197, 393, 785), "min_run_time": 0.2},
+                   "quick": {"bench_tokens": (197,), "min_run_time": 0.02}},
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'Attention rollout costs O(L x N^3) per GLCA forward pass (L layers, N tokens).'))
@@ -39,9 +41,9 @@ def rollout_cost(ctx: RunContext) -> Outcome:
     fit_n_opt = fit_exponent_estimate(n_sizes, flops["optimized"], deterministic=True)
     fit_l_ref = fit_exponent_estimate(l_sizes, flops_l, deterministic=True)
     # Benchmark up to the document's size, N = 785 tokens (448×448, patch 16), L = 12 DeiT-Small layers.
-    bench_sizes = (197,) if ctx.quick else (197, 393, 785)
+    bench_sizes = tuple(ctx.sizes["bench_tokens"])
     n_bench = bench_sizes[-1]
-    min_run = 0.02 if ctx.quick else 0.2
+    min_run = ctx.sizes["min_run_time"]
     speedups, cpu, cores = {}, ctx.device.type == "cpu", os.cpu_count() or 1
     for n in bench_sizes:
         maps = random_attentions(12, 1, 6, n, generator=g).to(ctx.device)

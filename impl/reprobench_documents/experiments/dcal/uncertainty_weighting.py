@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.dcal._common import float64_unavailable, not_checkable
 from reprobench.measure import decide
 
 CLAIMED = ("Uncertainty-weighted loss (Kendall et al.) balances the SA, GLCA and PWCA losses automatically; weights "
@@ -15,7 +14,8 @@ RULE = ("exact values (deterministic SGD on fixed losses, float64): (1) task wei
         "-> holds, both fail -> fails, one -> partial")
 
 
-@experiment("DCAL-10", quick_judged=True,
+@experiment("DCAL-10", quick_judged=True, needs=("float64",),
+            sizes={"full": {"steps": 400}, "quick": {"steps": 200}},
             source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'Uncertainty-weighted loss (Kendall et al.) balances the SA, GLCA and PWCA losses automatically; '
@@ -23,12 +23,10 @@ RULE = ("exact values (deterministic SGD on fixed losses, float64): (1) task wei
 def uncertainty_weighting(ctx: RunContext) -> Outcome:
     from reprobench_documents.models.dcal.uncertainty_loss import UncertaintyWeightedLoss
 
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     values = {"sa_loss": 0.5, "glca_loss": 2.0, "pwca_loss": 4.0}
     loss_fn = UncertaintyWeightedLoss(3).to(device=ctx.device, dtype=torch.float64)
     opt = torch.optim.SGD(loss_fn.parameters(), lr=0.5)
-    steps = 200 if ctx.quick else 400
+    steps = ctx.sizes["steps"]
     for _ in range(steps):
         opt.zero_grad()
         out = loss_fn({k: torch.tensor(v, dtype=torch.float64, device=ctx.device) for k, v in values.items()})
