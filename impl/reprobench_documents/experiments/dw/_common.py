@@ -1,5 +1,5 @@
-"""Helpers shared by the DW experiments: float64 and MiB constants, relative difference, the seeded
-dynamic-weighting layer of DW-05 / DW-06, and the float64 device check."""
+"""Helpers shared by the DW experiments: float64 and MiB constants, relative difference, and the seeded
+dynamic-weighting layer of DW-05 / DW-06."""
 from __future__ import annotations
 
 import torch
@@ -9,7 +9,6 @@ from reprobench.registry import make_generator
 
 F64 = torch.float64
 MiB = 1024 ** 2
-from reprobench.claims import float64_unavailable, not_checkable  # noqa: F401  (the family imports them from here)
 
 
 def rel_diff(a, b) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment, pyplot
-from reprobench_documents.experiments.dw._common import F64, MiB, rel_diff, float64_unavailable, not_checkable
+from reprobench_documents.experiments.dw._common import F64, MiB, rel_diff
 from reprobench.measure import compare_interleaved, count_flops, decide, fake_peak_tensor_bytes
 from reprobench.registry import make_generator
 from reprobench_documents.regularizers._common import chunk_columns
@@ -34,15 +34,15 @@ def _fake_flops(fn, n: int, d: int, device: torch.device) -> int:
         return count_flops(lambda: fn(E, check_finite_values=False))
 
 
-@experiment("DW-04", quick_judged=True,
+@experiment("DW-04", quick_judged=True, needs=("float64",),
+            sizes={"full": {"timing_dims": 8192, "timing_rounds": 1},
+                   "quick": {"timing_dims": 1024, "timing_rounds": 2}},
             source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 '"Covariance matrix computed in chunks (OOM prevention)" and "chunk size adapts based on '
                 'available memory": chunked result equals the unchunked one; peak memory bounded as the chunk '
                 'shrinks.'))
 def covariance_chunking(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     plt = pyplot()
     g = make_generator(ctx.seed)
     # (a) chunked == unchunked, both paths, every listed chunk size.
@@ -76,7 +76,7 @@ def covariance_chunking(ctx: RunContext) -> Outcome:
     bench_opt = fake_peak_tensor_bytes(make(lambda E: covariance_regularization(E, check_finite_values=False), n_b, d_b)).peak_bytes
     flops = {label: _fake_flops(fn, n_b, d_b, ctx.device)
              for label, fn in (("reference", covariance_component_torch), ("optimized", covariance_regularization))}
-    d_t = 1024 if ctx.quick else d_b  # timing size (quick: smaller d; the time is not judged)
+    d_t = ctx.sizes["timing_dims"]  # timing size (quick: smaller d; the time is not judged)
     E = torch.randn(n_b, d_b, generator=g).to(ctx.device)
     bench_rel = rel_diff(covariance_component_torch(E, check_finite_values=False),  # judged: at the benchmark size
                          covariance_regularization(E, check_finite_values=False))
@@ -84,7 +84,7 @@ def covariance_chunking(ctx: RunContext) -> Outcome:
     ref = lambda: covariance_component_torch(E, check_finite_values=False)  # noqa: E731
     opt = lambda: covariance_regularization(E, check_finite_values=False)  # noqa: E731
     # Supporting time, not judged: one round at d=8192 (each call of the documented code takes seconds).
-    cmp = compare_interleaved(ref, opt, rounds=2 if ctx.quick else 1, min_run_time=0.05, device=ctx.device)
+    cmp = compare_interleaved(ref, opt, rounds=ctx.sizes["timing_rounds"], min_run_time=0.05, device=ctx.device)
     centered = n_cols * d_cols * 4  # the centered copy both versions hold
     chunk_excess = (peaks[0] - centered) / (reference_peak - centered)
     measured = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.dw._common import F64, seeded_layer, float64_unavailable, not_checkable
+from reprobench_documents.experiments.dw._common import F64, seeded_layer
 from reprobench.measure import decide
 from reprobench.registry import make_generator
 
@@ -14,17 +14,16 @@ RULE = ("exact values over the inputs (float64, deterministic draws), three deci
         "holds, all fail -> fails, else partial")
 
 
-@experiment("DW-05", quick_judged=True,
+@experiment("DW-05", quick_judged=True, needs=("float64",),
+            sizes={"full": {"inputs": 50}, "quick": {"inputs": 10}},
             source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 'Dynamic weights: a small network predicts [heads, 3] weights that sum to 1 (softmax) and change '
                 'with the input.'))
 def dynamic_weights(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     layer = seeded_layer(ctx.seed, dtype=F64, device=ctx.device)
     g = make_generator(ctx.seed + 1)
-    inputs = 10 if ctx.quick else 50
+    inputs = ctx.sizes["inputs"]
     weights = []
     with torch.no_grad():
         for _ in range(inputs):

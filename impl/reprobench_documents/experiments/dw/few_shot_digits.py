@@ -86,6 +86,8 @@ def _load_digits() -> np.ndarray:
 
 
 @experiment("DW-08",
+            sizes={"full": {"seeds": 5, "train_steps": 60, "test_episodes": 256},
+                   "quick": {"seeds": 2, "train_steps": 10, "test_episodes": 64}},
             source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 '"Improves few-shot learning accuracy": a small few-shot task on data that ships with a package '
@@ -95,8 +97,8 @@ def few_shot_digits(ctx: RunContext) -> Outcome:
     digits = _load_digits()
     data = torch.tensor(digits[:, :64], dtype=torch.float32).to(ctx.device) / 16.0
     labels = torch.tensor(digits[:, 64], dtype=torch.long)
-    seeds = [ctx.seed + i for i in range(2 if ctx.quick else 5)]
-    steps, test_episodes = (10, 64) if ctx.quick else (60, 256)
+    seeds = [ctx.seed + i for i in range(ctx.sizes["seeds"])]
+    steps, test_episodes = ctx.sizes["train_steps"], ctx.sizes["test_episodes"]
     classes = ([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])  # base (train) and novel (test) digit classes
     start = time.perf_counter()
     with torch.random.fork_rng():

@@ -17,6 +17,7 @@ REFERENCE_SHARE = 0.10  # at least it must stay within this share of the documen
 
 
 @experiment("DW-07", quick_judged=True,
+            sizes={"full": {"time_tokens": (64, 128, 256)}, "quick": {"time_tokens": (32, 64, 128)}},
             source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 '"Avoids materializing large intermediate tensors", "scalable to various model sizes": peak '
@@ -51,7 +52,7 @@ def layer_memory_scaling(ctx: RunContext) -> Outcome:
     # the large-n regime; exact bytes, so the slope has no interval and r² says whether one power law fits
     fits = {label: fit_exponent_estimate(sizes[-3:], values[-3:], deterministic=True) for label, values in peaks.items()}
     # Supporting, not judged: time over 3 interleaved rounds per size (each round's median is one fit point).
-    time_sizes = (32, 64, 128) if ctx.quick else (64, 128, 256)
+    time_sizes = tuple(ctx.sizes["time_tokens"])
     times = {"dynamic weighting (optimized)": [], "plain SDPA": []}
     g = make_generator(ctx.seed)
     for n in time_sizes:

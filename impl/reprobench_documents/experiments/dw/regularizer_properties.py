@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.dw._common import F64, rel_diff, float64_unavailable, not_checkable
+from reprobench_documents.experiments.dw._common import F64, rel_diff
 from reprobench.measure import decide, fit_exponent_estimate
 from reprobench.measure.stats import MIN_R2
 from reprobench.registry import make_generator
@@ -25,17 +25,16 @@ RULE_01 = ("exact errors (float64, deterministic draws): (1) max |CE - (1 - cos(
            "of CE| when only they move <= 1e-9. Both hold -> holds, both fail -> fails, one -> partial")
 
 
-@experiment("DW-01", quick_judged=True,
+@experiment("DW-01", quick_judged=True, needs=("float64",),
+            sizes={"full": {"draws": 1000}, "quick": {"draws": 200}},
             source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 'Invariance term is -log softmax(logits)[true_class] (cross-entropy); the text says it is '
                 '"implemented via cosine similarity". Check the formula against the cosine-similarity '
                 'implementation: are they the same function?'))
 def invariance_vs_cosine(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED_01, RULE_01, reason)
     g = make_generator(ctx.seed)
-    draws, classes, dim, scale = (200 if ctx.quick else 1000), 5, 16, 10.0
+    draws, classes, dim, scale = ctx.sizes["draws"], 5, 16, 10.0
     q = torch.randn(draws, dim, dtype=F64, generator=g).to(ctx.device)
     prototypes = torch.randn(draws, classes, dim, dtype=F64, generator=g).to(ctx.device)
     labels = torch.randint(0, classes, (draws,), generator=g).to(ctx.device)
@@ -93,7 +92,8 @@ RULE_02 = ("exact errors and counts over the trials (float64, deterministic draw
            "absolute. All hold -> holds, all fail -> fails, else partial")
 
 
-@experiment("DW-02", quick_judged=True,
+@experiment("DW-02", quick_judged=True, needs=("float64",),
+            sizes={"full": {"trials": 40}, "quick": {"trials": 10}},
             source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 'Variance regularization: sum over dims of max(0, gamma - sqrt(var + eps)), divided by the number'
@@ -101,10 +101,8 @@ RULE_02 = ("exact errors and counts over the trials (float64, deterministic draw
                 'every per-dim std >= gamma, non-negative, invariant to sample order and to adding a constant; '
                 'numpy and torch versions agree.'))
 def variance_properties(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED_02, RULE_02, reason)
     g = make_generator(ctx.seed)
-    trials, gamma = (10 if ctx.quick else 40), 1.0
+    trials, gamma = ctx.sizes["trials"], 1.0
     agree, not_zero, negative, order, shift = 0.0, 0, 0, 0.0, 0.0
     for _ in range(trials):
         n, d = int(torch.randint(2, 64, (1,), generator=g)), int(torch.randint(1, 32, (1,), generator=g))
@@ -146,17 +144,16 @@ RULE_03 = ("exact errors over the trials (float64, deterministic draws), six dec
            "holds, all fail -> fails, else partial")
 
 
-@experiment("DW-03", quick_judged=True,
+@experiment("DW-03", quick_judged=True, needs=("float64",),
+            sizes={"full": {"trials": 40}, "quick": {"trials": 10}},
             source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 'Covariance regularization: sum of squared off-diagonal entries of the (K-1)-normalised '
                 'covariance. Check: zero for decorrelated data, invariant to sample order and shift, scales as '
                 's^4 under E -> sE; numpy and torch agree.'))
 def covariance_properties(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED_03, RULE_03, reason)
     g = make_generator(ctx.seed)
-    trials = 10 if ctx.quick else 40
+    trials = ctx.sizes["trials"]
     agree, order, shift, feature, whitened = 0.0, 0.0, 0.0, 0.0, 0.0
 
     def draw(*shape):  # every draw from the one CPU generator (same values on every device), then moved
