@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.eq._common import float64_unavailable, not_checkable
 from reprobench_documents.equivariant.equivariant_conv import EquivariantBlock, act_on_features, rotate
 from reprobench.measure import decide
 from reprobench.registry import make_generator
@@ -17,17 +16,17 @@ RULE = (f"exact error (float64, deterministic draws): max |f(g.x) - g.f(x)| / ma
         "the even kernel are reported, not judged)")
 
 
-@experiment("EQ-03", quick_judged=True,
+@experiment("EQ-03", quick_judged=True, needs=("float64",),
+            sizes={"full": {"grids": (7, 8, 15)}, "quick": {"grids": (7,)}},
             source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'The layer is equivariant to the group action (C4 rotations): f(g.x) = g.f(x).'))
 def c4_equivariance(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     g = make_generator(ctx.seed)
     measured: dict = {}
     worst64 = 0.0
-    for n in ((7,) if ctx.quick else (7, 8, 15)):
+    grids = tuple(ctx.sizes["grids"])
+    for n in grids:
         for k in (3, 5):
             block = EquivariantBlock(3, 4, 2, k).reset_parameters(g).to(ctx.device)
             for dtype in (torch.float64, torch.float32):
@@ -53,7 +52,7 @@ def c4_equivariance(ctx: RunContext) -> Outcome:
         claimed=CLAIMED,
         measured=measured,
         rule=RULE,
-        evidence=f"Lifting (3->4) + ReLU + group (4->2) layer, kernel 3 and 5, grids {(7,) if ctx.quick else (7, 8, 15)}: "
+        evidence=f"Lifting (3->4) + ReLU + group (4->2) layer, kernel 3 and 5, grids {grids}: "
                  f"worst float64 relative error {worst64:.2g}; an even 4x4 kernel with 'same' padding gives "
                  f"{measured['even_kernel_relative_error_float64']:.2g}.",
         deviations=["Equivariance needs odd kernels, symmetric padding, stride 1 and square inputs; we reject even "

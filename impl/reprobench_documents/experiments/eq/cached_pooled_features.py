@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.eq._common import float64_unavailable, not_checkable
 from reprobench_documents.equivariant.shared_encoder import AdapterLearner, FreshMorphism, IndividualMorphismWrapper
 from reprobench.measure import decide
 from reprobench.registry import make_generator
@@ -16,7 +15,7 @@ RULE = ("exact errors (float64, deterministic draws), three decisions: the wrapp
         "computation, relative difference <= 1e-12. All hold -> holds, all fail -> fails, else partial")
 
 
-@experiment("EQ-10",
+@experiment("EQ-10", needs=("float64",),
             source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 '"Fix 2: pooled features caching": the adapter wrapper reuses pooled features cached (detached) '
@@ -24,8 +23,6 @@ RULE = ("exact errors (float64, deterministic draws), three decisions: the wrapp
         'computation on that input, and whether gradients reach the parameters that produced the pooled '
         'features.'))
 def cached_pooled_features(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     g = make_generator(ctx.seed)
     learner = AdapterLearner(3, 2, 2, 4, 2, k_neighbors=2).reset_parameters(g).to(device=ctx.device, dtype=torch.float64)
     examples = torch.randn(3, 2, 5, 5, generator=g, dtype=torch.float64).to(ctx.device)

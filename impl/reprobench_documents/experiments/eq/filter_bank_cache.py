@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.eq._common import ARC_COLORS, float64_unavailable, not_checkable
+from reprobench_documents.experiments.eq._common import ARC_COLORS
 from reprobench_documents.equivariant.equivariant_conv import EquivariantBlock, EquivariantConv2d
 from reprobench_documents.equivariant.shared_encoder import EquivariantNet
 from reprobench.measure import compare_interleaved, count_host_syncs, decide
@@ -59,14 +59,12 @@ RULE_01 = ("exact values of one seeded float64 training run (deterministic), thr
            "all fail -> fails, else partial")
 
 
-@experiment("EQ-01",
+@experiment("EQ-01", needs=("float64",),
             source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
         "EquivariantConv2d's filter cache keyed by `hash(data_ptr())` never refreshes after in-place "
         'updates: loss frozen (47.13 -> 47.13 -> 47.13).'))
 def pointer_cache_freezes_training(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED_01, RULE_01, reason)
     epochs = 60  # in every run: the judged loss drop depends on the epochs, and 60 cost well under a second
     ref, _ = _train_losses("none", ctx.seed, epochs, ctx.device)
     ptr, ptr_grad = _train_losses("pointer", ctx.seed, epochs, ctx.device)
@@ -140,15 +138,14 @@ RULE_02 = ("exact values and counts (seeded float64 training, float32 layers; de
            "version-counter key, host syncs and the eval benchmark are reported, not judged")
 
 
-@experiment("EQ-02", quick_judged=True,
+@experiment("EQ-02", quick_judged=True, needs=("float64",),
+            sizes={"full": {"bench_rounds": 3}, "quick": {"bench_rounds": 2}},
             source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'The fix keys the cache by (data_ptr, norm): "training completely broken -> now working '
                 'perfectly" (421 -> 0.10). Check that the fixed cache refreshes after every change of the '
         "kernel's values."))
 def norm_keyed_cache(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED_02, RULE_02, reason)
     epochs = 60  # as EQ-01: the judged loss ratio depends on the epochs
     ref, _ = _train_losses("none", ctx.seed, epochs, ctx.device)
     norm, _ = _train_losses("norm", ctx.seed, epochs, ctx.device)
@@ -174,7 +171,7 @@ def norm_keyed_cache(ctx: RunContext) -> Outcome:
               .eval() for c in ("none", "norm", "version")}
     xb = torch.randn(8, ARC_COLORS, 16, 16, generator=make_generator(ctx.seed)).to(ctx.device)
     with torch.no_grad():
-        rounds = 2 if ctx.quick else 3
+        rounds = ctx.sizes["bench_rounds"]
         vs_uncached = compare_interleaved(lambda: blocks["none"](xb), lambda: blocks["version"](xb), rounds=rounds,
                                           min_run_time=0.05, device=ctx.device)
         vs_norm = compare_interleaved(lambda: blocks["norm"](xb), lambda: blocks["version"](xb), rounds=rounds,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.eq._common import float64_unavailable, not_checkable
 from reprobench_documents.equivariant.equivariant_conv import rotate
 from reprobench_documents.equivariant.homotopy import PlainCNN, homotopy_distance, orbit_homotopy_distance
 from reprobench_documents.equivariant.shared_encoder import EquivariantNet
@@ -20,14 +19,12 @@ RULE = ("exact errors (float64, deterministic draws), three decisions: G-invaria
         "fail -> fails, else partial; the orbit-averaged variant is reported, not judged")
 
 
-@experiment("EQ-08",
+@experiment("EQ-08", needs=("float64",),
             source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'Group-aware homotopy distance d_H = E_{x,g}[|f*(x) - f_i(x)|^2 + |f*(g.x) - g.f*(x)|^2] "is '
                 'G-invariant"; its equivariance term vanishes for equivariant f*.'))
 def homotopy_distance_invariance(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     g = make_generator(ctx.seed)
     x = torch.randn(4, 2, 7, 7, generator=g, dtype=torch.float64).to(ctx.device)
 

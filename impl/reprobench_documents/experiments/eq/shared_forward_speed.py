@@ -13,7 +13,9 @@ JUDGED_N = 10  # the document's worked example (N = 10 examples)
 MIN_SPEEDUP = 1.2  # "instead of N separate passes" read as at least 1.2× faster
 
 
-@experiment("EQ-07", quick_judged=True,
+@experiment("EQ-07", quick_judged=True, timed=True,
+            sizes={"full": {"example_counts": (3, JUDGED_N, 30), "min_run_time": 0.05},
+                   "quick": {"example_counts": (JUDGED_N,), "min_run_time": 0.02}},
             source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'Shared encoder: "1 shared forward pass" instead of N separate passes: speed.'))
@@ -21,7 +23,7 @@ def shared_forward_speed(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     measured: dict = {"grid": 10, "channels": ARC_COLORS, "feature_dim": 16, "pass": "forward, eval, no_grad, float32"}
     speedups = {}
-    for n in ((JUDGED_N,) if ctx.quick else (3, JUDGED_N, 30)):
+    for n in ctx.sizes["example_counts"]:
         separate = SeparateNetworks(n, ARC_COLORS, ARC_COLORS, 16).reset_parameters(g).to(ctx.device).eval()
         learner = AdapterLearner(n, ARC_COLORS, ARC_COLORS, 16, 8, k_neighbors=min(5, n)).reset_parameters(g)
         learner = learner.to(ctx.device).eval()
@@ -33,7 +35,7 @@ def shared_forward_speed(ctx: RunContext) -> Outcome:
             if n == JUDGED_N:  # the judged ratio: paired rounds until its interval clears the rule
                 timed, vs_separate = decide_speedup(lambda: separate(x), lambda: learner(x),
                                                     quantity=f"speedup_vs_separate_N{n}", at_least=MIN_SPEEDUP,
-                                                    min_run_time=0.02 if ctx.quick else 0.05,
+                                                    min_run_time=ctx.sizes["min_run_time"],
                                                     budget_s=ctx.decision_budget_s, device=ctx.device)
             else:  # reported, not judged
                 vs_separate = compare_interleaved(lambda: separate(x), lambda: learner(x), rounds=3, min_run_time=0.05,

@@ -13,6 +13,8 @@ EXPONENT_BAND = (0.8, 1.2)  # O(N·k) with k fixed: an exponent in N within 1 ±
 
 
 @experiment("EQ-06", quick_judged=True,
+            sizes={"full": {"time_examples": (512, 1024, 2048, 4096), "min_run_time": 0.02},
+                   "quick": {"time_examples": (128, 256, 512), "min_run_time": 0.01}},
             source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'SparseAttention keeps the top-k (k = 5) neighbours per example: "O(N.k) vs O(N^2)". Check '
@@ -25,14 +27,14 @@ def topk_complexity(ctx: RunContext) -> Outcome:
     attn = {p: SparseAttention(dim, k, path=p, chunk_size=256).reset_parameters(make_generator(ctx.seed)).to(ctx.device)
             .eval() for p in ("reference", "optimized")}
     flop_sizes = (512, 1024, 2048, 4096)  # judged (deterministic): the same sizes in every run
-    time_sizes = (128, 256, 512) if ctx.quick else flop_sizes  # supporting: a quick run times smaller N
+    time_sizes = tuple(ctx.sizes["time_examples"])  # supporting, not judged: a quick run times smaller N
     times = {p: [] for p in attn}  # per size: the median of each interleaved round (one fit point each)
     flops = {p: [] for p in attn}
     for n in time_sizes:
         x = torch.randn(n, dim, generator=g).to(ctx.device)
         with torch.no_grad():
             t = time_interleaved({p: (lambda module=module: module(x)) for p, module in attn.items()}, rounds=3,
-                                 min_run_time=0.01 if ctx.quick else 0.02, device=ctx.device)
+                                 min_run_time=ctx.sizes["min_run_time"], device=ctx.device)
             for p in attn:
                 times[p].append(t[p].round_medians)
     for n in flop_sizes:  # FLOPs depend on shapes only: zeros need no draw, so the timing inputs stay as they were

@@ -20,6 +20,10 @@ RULE = ("training runs over seeds: the phase-2 collapse 1 - d_H(end) / d_H(end o
 
 
 @experiment("EQ-09",
+            sizes={"full": {"epochs": (25, 25), "min_seeds": 4, "seed_budget_s": SEED_BUDGET_S,
+                            "fresh_wrapper_run": True},
+                   "quick": {"epochs": (12, 12), "min_seeds": 2, "seed_budget_s": SEED_BUDGET_S / 4,
+                             "fresh_wrapper_run": False}},
             source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'Two-phase training: phase 1 fits examples, phase 2 collapses the homotopy distance by 99.999% '
@@ -32,7 +36,7 @@ def two_phase_collapse(ctx: RunContext) -> Outcome:
         return Outcome(verdict="not-checkable-here", claimed=CLAIMED, measured={}, rule=RULE,
                        evidence=f"Not run on {ctx.device.type}: two_phase_training (equivariant/homotopy.py) builds its "
                                 "data and networks on the CPU and takes no device.")
-    epochs = (12, 12) if ctx.quick else (25, 25)
+    epochs = tuple(ctx.sizes["epochs"])
     measured: dict = {"epochs_phase1": epochs[0], "epochs_phase2": epochs[1]}
     canon_not_falling, histories = 0, []
 
@@ -57,10 +61,10 @@ def two_phase_collapse(ctx: RunContext) -> Outcome:
     (vs_documented, vs_shape), collapses = sample_means_until_decided(
         collapse_of_seed, {"phase2_collapse_vs_documented": {"at_least": DOCUMENTED_COLLAPSE},
                            "phase2_collapse_vs_shape": {"at_least": SHAPE_COLLAPSE}},
-        min_samples=2 if ctx.quick else 4, budget_s=SEED_BUDGET_S / 4 if ctx.quick else SEED_BUDGET_S)
+        min_samples=ctx.sizes["min_seeds"], budget_s=ctx.sizes["seed_budget_s"])
     seeds = [ctx.seed + i for i in range(len(collapses))]
     measured["seeds"] = len(seeds)
-    if not ctx.quick:  # informative, outside the rule: the same loop with the corrected wrapper
+    if ctx.sizes["fresh_wrapper_run"]:  # informative, outside the rule: the same loop with the corrected wrapper
         fresh = two_phase_training(seeds[0], grid=5, epochs=epochs, fresh_wrapper=True)
         measured[f"seed{seeds[0]}_phase2_collapse_percent_fresh_wrapper"] = 100 * (1 - fresh.homotopy[-1] / fresh.homotopy[epochs[0]])
     measured["min_phase2_collapse_percent"] = 100 * min(collapses)
