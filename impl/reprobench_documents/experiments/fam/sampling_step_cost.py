@@ -7,7 +7,7 @@ import statistics
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment, pyplot
-from reprobench_documents.experiments.fam._common import DEVIATIONS, float64_unavailable, not_checkable
+from reprobench_documents.experiments.fam._common import DEVIATIONS
 from reprobench.measure import count_host_syncs, decide, mean_interval, ratio_from_rounds, time_interleaved
 from reprobench.registry import make_generator
 
@@ -40,7 +40,9 @@ def _bench_model(n_params: int, generator, device):
     return params, grads
 
 
-@experiment("FAM-03", quick_judged=True,
+@experiment("FAM-03", quick_judged=True, needs=("float64",),
+            sizes={"full": {"bench_params": 10_000_000, "min_run_time": 0.1},
+                   "quick": {"bench_params": 1_000_000, "min_run_time": 0.05}},
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'FAM applies only after `fam_start_step` and to tensors with more than `min_size` elements; large'
@@ -52,8 +54,6 @@ def gating_sampling_and_step_cost(ctx: RunContext) -> Outcome:
     from reprobench_documents.optim.fam_handlers import FrequencyHandler
     from reprobench_documents.optim.fam_reference import FAMOptimizer
 
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     plt = pyplot()
     device = ctx.device
     g = make_generator(ctx.seed)  # data: drawn on the CPU, moved to the device (the same values everywhere)
@@ -99,7 +99,7 @@ def gating_sampling_and_step_cost(ctx: RunContext) -> Outcome:
         share_gap = mean_interval([d - full_high for d in doc_draws])
 
         # (d) step cost on ~10M parameters (FAM active on every tensor): optimized vs SGD and the reference
-        n_params = 1_000_000 if ctx.quick else 10_000_000
+        n_params = ctx.sizes["bench_params"]
         params, grads = _bench_model(n_params, make_generator(ctx.seed), device)
         for p, gr in zip(params, grads):
             p.grad = gr
@@ -112,7 +112,7 @@ def gating_sampling_and_step_cost(ctx: RunContext) -> Outcome:
         for opt_ in (fam, ref, sgd):
             opt_.step()
         timed = time_interleaved({"sgd": sgd.step, "fam": fam.step, "reference": ref.step}, rounds=3,
-                                 min_run_time=0.05 if ctx.quick else 0.1, device=device)
+                                 min_run_time=ctx.sizes["min_run_time"], device=device)
         syncs = {name: count_host_syncs(o.step) for name, o in (("fam", fam), ("reference", ref), ("sgd", sgd))}
     finally:
         torch.set_num_threads(threads)

@@ -6,7 +6,7 @@ import math
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment, pyplot
-from reprobench_documents.experiments.fam._common import DEVIATIONS, float64_unavailable, not_checkable
+from reprobench_documents.experiments.fam._common import DEVIATIONS
 from reprobench.measure import decide
 
 BASE, WARMUP, DECAY_START, TOTAL = 0.1, 10, 30, 100  # base lr; warmup end, FAMScheduler2's decay start, max epochs
@@ -28,7 +28,7 @@ def off_target(value: float, target: float, rel: float) -> int:
     return int(not math.isclose(value, target, rel_tol=rel, abs_tol=0.0))
 
 
-@experiment("FAM-06",
+@experiment("FAM-06", needs=("float64",),
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'FAMScheduler: linear warmup from warmup_start_lr to base lr, then cosine to eta_min. '
@@ -36,8 +36,6 @@ def off_target(value: float, target: float, rel: float) -> int:
 def schedulers(ctx: RunContext) -> Outcome:
     from reprobench_documents.optim.fam_schedulers import FAMScheduler, FAMScheduler2, reference_lrs
 
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     plt = pyplot()
     n = TOTAL + 21  # 20 epochs past the end
     v1 = reference_lrs(lambda o: FAMScheduler(o, WARMUP, TOTAL, V1_START, ETA_MIN), BASE, n, torch.float64, ctx.device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.fam._common import DEVIATIONS, float64_unavailable, not_checkable
+from reprobench_documents.experiments.fam._common import DEVIATIONS
 from reprobench.measure import decide
 from reprobench.registry import make_generator
 
@@ -15,7 +15,7 @@ RULE = (f"an exact error (float64 parameters, deterministic draws), one decision
         f"1000/1001, step 100/101 and the 0.98 cap: at most {TOLERANCE:g}")
 
 
-@experiment("FAM-05",
+@experiment("FAM-05", needs=("float64",),
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'SimpleFAM: after 100 steps, for tensors over 1000 elements, alpha_eff = min(0.98, alpha + 0.05 *'
@@ -23,8 +23,6 @@ RULE = (f"an exact error (float64 parameters, deterministic draws), one decision
 def simple_fam_rule(ctx: RunContext) -> Outcome:
     from reprobench_documents.optim.simple_fam import SimpleFAM
 
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     g = make_generator(ctx.seed)
 
     def observed_alpha(numel, steps, alpha, grad):

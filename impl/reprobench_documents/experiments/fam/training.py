@@ -82,6 +82,8 @@ def _train(make_opt, seed, steps, data, device):
 
 
 @experiment("FAM-07",
+            sizes={"full": {"steps": 200, "seed_budget_s": SEED_BUDGET_S},
+                   "quick": {"steps": 40, "seed_budget_s": SEED_BUDGET_S / 4}},
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'Motivation: frequency-adaptive momentum helps optimisation of attention/embedding/conv '
@@ -94,7 +96,7 @@ def training_comparison(ctx: RunContext) -> Outcome:
     plt = pyplot()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    steps = 40 if ctx.quick else 200
+    steps = ctx.sizes["steps"]
     g = make_generator(ctx.seed)
     # data made in code: labels from a fixed random teacher of the same architecture
     teacher = _init_(_TinyModel(), make_generator(ctx.seed + 1000))
@@ -125,7 +127,7 @@ def training_comparison(ctx: RunContext) -> Outcome:
     try:
         decision, diff = sample_mean_until_decided(
             seed_gap, quantity="fam_minus_sgd_momentum_val_loss", at_most=0.0, min_samples=SEEDS,
-            budget_s=SEED_BUDGET_S / 4 if ctx.quick else SEED_BUDGET_S)
+            budget_s=ctx.sizes["seed_budget_s"])
     finally:
         torch.set_num_threads(threads)
     seeds = [ctx.seed + i for i in range(len(diff))]
