@@ -1,21 +1,14 @@
-"""Shared by the ROPE experiments: dtype and benchmark shape, an orthogonality measure, the one-axes figure helper
-and the float64 device check."""
+"""Shared by the ROPE experiments: dtype and benchmark shape, an orthogonality measure and the one-axes figure
+helper."""
 from __future__ import annotations
 
 import torch
 
-from reprobench.claims import Outcome, RunContext, pyplot
-from reprobench_documents.rotary.document import DEVIATIONS
+from reprobench.claims import RunContext, pyplot
 
 
 F64 = torch.float64
 HEADS, HEAD_DIM = 8, 64  # the benchmark shape every ROPE timing uses: 8 heads x 64
-from reprobench.claims import float64_unavailable  # noqa: F401  (the family imports it from here)
-from reprobench.claims import not_checkable as _not_checkable
-
-
-def not_checkable(claimed: str, rule: str, reason: str) -> Outcome:
-    return _not_checkable(claimed, rule, reason, deviations=DEVIATIONS)
 
 
 def orthogonality(matrix: torch.Tensor) -> tuple[float, float]:

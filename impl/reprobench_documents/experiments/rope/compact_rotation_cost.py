@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.rope._common import HEAD_DIM, HEADS, float64_unavailable
+from reprobench.claims import Outcome, RunContext, experiment, float64_unavailable
+from reprobench_documents.experiments.rope._common import HEAD_DIM, HEADS
 from reprobench.measure import (count_flops, decide, decide_speedup, peak_tensor_bytes, ratio_from_rounds,
                                 time_interleaved)
 from reprobench.registry import make_generator
@@ -26,7 +26,8 @@ RULE = (f"same input and rotation (float32, 1x8x512x64, rot_count=32, direction 
         f"else partial")
 
 
-@experiment("ROPE-06", quick_judged=True,
+@experiment("ROPE-06", quick_judged=True, timed=True,
+            sizes={"full": {"min_run_time": 0.05}, "quick": {"min_run_time": 0.02}},
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'CompactRotation is "lightweight, reducing computational overhead while maintaining flexibility":'
@@ -42,7 +43,7 @@ def compact_rotation_cost(ctx: RunContext) -> Outcome:
     # plain objects without tensors of their own (fixed angles): they work on the input's device
     compact = DocumentCompactRotation(HEAD_DIM, rot_count=32)
     compact_fast = FastCompactRotation(HEAD_DIM, rot_count=32)
-    run_time = 0.02 if ctx.quick else 0.05
+    run_time = ctx.sizes["min_run_time"]
     with torch.no_grad():
         agree = (compact(x) - rotations(x)).abs().max().item()
         agree64 = None

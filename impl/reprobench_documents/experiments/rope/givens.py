@@ -7,8 +7,7 @@ import math
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.rope._common import (F64, HEAD_DIM, HEADS, save_figure, orthogonality,
-                                                        float64_unavailable, not_checkable)
+from reprobench_documents.experiments.rope._common import F64, HEAD_DIM, HEADS, save_figure, orthogonality
 from reprobench.measure import count_host_syncs, decide, ratio_from_rounds, time_interleaved
 from reprobench.registry import make_generator
 from reprobench_documents.rotary.document import DEVIATIONS, RotaryEmbedding
@@ -23,19 +22,19 @@ RULE = (f"exact errors (float64, every dims in 2..12, all pairs i<j, θ on a gri
         f"d×d reference (interleaved rounds) is reported, not judged")
 
 
-@experiment("ROPE-03", logic="all-of", quick_judged=True,
+@experiment("ROPE-03", logic="all-of", quick_judged=True, needs=("float64",),
+            sizes={"full": {"largest_dims": 12, "angles": 13, "bench_tokens": 1024, "min_run_time": 0.05},
+                   "quick": {"largest_dims": 8, "angles": 7, "bench_tokens": 256, "min_run_time": 0.02}},
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'Givens `rotation_matrix` gives rotations in the (i, j) plane; for dims == 3 it is averaged with '
                 'the quaternion rotation. Check orthogonality and det = +1 for every dims.'))  # "gives Givens rotations" must hold for every dims, 3 included
 def givens_rotations(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     device = ctx.device
     g = make_generator(ctx.seed)  # draws on the CPU, moved: the same values on every device
     doc = RotaryEmbedding(4).to(device=device, dtype=F64)
-    dims_range = range(2, 9 if ctx.quick else 13)
-    angles = torch.linspace(-math.pi, math.pi, 7 if ctx.quick else 13, dtype=F64, device=device)
+    dims_range = range(2, ctx.sizes["largest_dims"] + 1)
+    angles = torch.linspace(-math.pi, math.pi, ctx.sizes["angles"], dtype=F64, device=device)
     per_dims_orth, per_dims_det = {}, {}
     for dims in dims_range:
         orth_max, det_max = 0.0, 0.0
@@ -48,7 +47,7 @@ def givens_rotations(ctx: RunContext) -> Outcome:
     error_not_3 = max(max(per_dims_orth[d], per_dims_det[d]) for d in dims_range if d != 3)
     error_3 = max(per_dims_orth[3], per_dims_det[3])
 
-    n = 256 if ctx.quick else 1024
+    n = ctx.sizes["bench_tokens"]
     x = torch.randn(1, HEADS, n, HEAD_DIM, generator=g).to(device)
     with torch.no_grad():
         identity_default = (DocumentGivens(HEAD_DIM, rot_count=32).to(device)(x) - x).abs().max().item()
@@ -61,7 +60,7 @@ def givens_rotations(ctx: RunContext) -> Outcome:
         syncs = {"reference": count_host_syncs(lambda: ref(x[:, :, :8])),
                  "optimized": count_host_syncs(lambda: fast(x[:, :, :8]))}
         timings = time_interleaved({"dense": lambda: ref(x), "optimized": lambda: fast(x)},
-                                   rounds=3, min_run_time=0.02 if ctx.quick else 0.05, device=device)
+                                   rounds=3, min_run_time=ctx.sizes["min_run_time"], device=device)
     speedup = ratio_from_rounds(timings["dense"].round_medians, timings["optimized"].round_medians)
     figures = save_figure(ctx, "rope03_orthogonality.png", lambda ax: (
         ax.bar([str(d) for d in dims_range], [max(per_dims_orth[d], per_dims_det[d], 1e-17) for d in dims_range]),

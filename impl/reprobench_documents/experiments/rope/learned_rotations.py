@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.rope._common import F64, float64_unavailable, not_checkable
+from reprobench_documents.experiments.rope._common import F64
 from reprobench.measure import decide
 from reprobench.registry import make_generator
 from reprobench_documents.rotary.document import DEVIATIONS
@@ -18,14 +18,12 @@ RULE = ("counts (float64, deterministic draws), two decisions: torch.autograd.gr
         "else partial")
 
 
-@experiment("ROPE-07",
+@experiment("ROPE-07", needs=("float64",),
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'learned_rotations / freq_ranges: learnable rotation parameters are differentiable and applied '
                 'per position.'))
 def learned_rotations(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     g = make_generator(ctx.seed)  # drawn on the CPU, moved: the same values on every device
 
     def leaf(*shape):

@@ -20,7 +20,7 @@ RULE = (f"counts and exact errors (float32 as a model runs it, dim 64, inputs N(
         f"all fail -> fails, else partial")
 
 
-@experiment("ROPE-05", quick_judged=True,
+@experiment("ROPE-05", quick_judged=True, sizes={"full": {"tokens": 512}, "quick": {"tokens": 128}},
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 '"SVD for orthogonal initialization, aimed at maintaining numerical stability": NaN/inf behaviour'
@@ -31,7 +31,7 @@ def projection_numerics(ctx: RunContext) -> Outcome:
     fast = FastProjection(HEAD_DIM, generator=make_generator(0)).to(ctx.device)
     fast.load_state_dict(doc.state_dict())
     fixed = SubspaceRotation(HEAD_DIM, proj_dim=3).reset_parameters(g).to(ctx.device)
-    n = 128 if ctx.quick else 512
+    n = ctx.sizes["tokens"]
     x = torch.randn(1, 1, n, HEAD_DIM, generator=g).to(ctx.device)
     measured: dict = {"dtype": "float32", "tokens": n, "dim": HEAD_DIM}
     nonfinite, homogeneity = 0, 0.0

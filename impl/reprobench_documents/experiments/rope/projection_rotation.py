@@ -4,8 +4,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.rope._common import (F64, HEAD_DIM, save_figure, orthogonality, float64_unavailable,
-                                                        not_checkable)
+from reprobench_documents.experiments.rope._common import F64, HEAD_DIM, save_figure, orthogonality
 from reprobench.measure import decide
 from reprobench.registry import make_generator
 from reprobench_documents.rotary.document import DEVIATIONS
@@ -34,19 +33,18 @@ def _device(module) -> torch.device:
     return next(module.parameters()).device
 
 
-@experiment("ROPE-04", logic="all-of", quick_judged=True,
+@experiment("ROPE-04", logic="all-of", quick_judged=True, needs=("float64",),
+            sizes={"full": {"tokens": 1024}, "quick": {"tokens": 256}},
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 '`project_and_rotate` projects to 3D, rotates, projects back with an SVD-based pseudo-inverse, '
                 '"enabling true geometric rotations even for high-dimensional embeddings". Check norm/angle '
                 'preservation and invertibility.'))  # "a true geometric rotation" keeps norms AND angles
 def projection_rotation(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     g = make_generator(ctx.seed)  # initialised and drawn on the CPU, then moved: the same values on every device
     doc = DocumentProjection(HEAD_DIM, generator=g).reset_parameters(g).to(device=ctx.device, dtype=F64)
     fixed = SubspaceRotation(HEAD_DIM, proj_dim=3).to(F64).reset_parameters(g).to(ctx.device)
-    x = torch.randn(1, 1, 256 if ctx.quick else 1024, HEAD_DIM, generator=g, dtype=F64).to(ctx.device)
+    x = torch.randn(1, 1, ctx.sizes["tokens"], HEAD_DIM, generator=g, dtype=F64).to(ctx.device)
     results = {}
     with torch.no_grad():
         for key, module in (("doc", doc), ("corrected", fixed)):

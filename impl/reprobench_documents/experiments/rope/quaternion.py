@@ -6,7 +6,7 @@ import math
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.rope._common import F64, orthogonality, float64_unavailable, not_checkable
+from reprobench_documents.experiments.rope._common import F64, orthogonality
 from reprobench.measure import decide
 from reprobench.registry import make_generator
 from reprobench_documents.rotary.document import DEVIATIONS, CompactRotation, RotaryEmbedding
@@ -20,19 +20,18 @@ RULE = (f"exact errors (float64, unit vectors, an angle grid in [-2π, 2π] and 
         f"q x q* and CompactRotation.q_rotate are reported, not judged")
 
 
-@experiment("ROPE-02", quick_judged=True,
+@experiment("ROPE-02", quick_judged=True, needs=("float64",),
+            sizes={"full": {"angles": 33, "axes": 8}, "quick": {"angles": 17, "axes": 4}},
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'Quaternion rotation `q_rotation` performs 3D rotations ("better preserve geometric '
                 'relationships"): orthogonality, norm preservation, composition.'))
 def quaternion_rotation(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     g = make_generator(ctx.seed)  # draws on the CPU, moved: the same values on every device
     doc = RotaryEmbedding(4).to(device=ctx.device, dtype=F64)
     eye = torch.eye(3, dtype=F64, device=ctx.device)
-    angles = torch.linspace(-2 * math.pi, 2 * math.pi, 17 if ctx.quick else 33, dtype=F64, device=ctx.device)
-    axes = torch.randn(4 if ctx.quick else 8, 3, generator=g, dtype=F64).to(ctx.device)
+    angles = torch.linspace(-2 * math.pi, 2 * math.pi, ctx.sizes["angles"], dtype=F64, device=ctx.device)
+    axes = torch.randn(ctx.sizes["axes"], 3, generator=g, dtype=F64).to(ctx.device)
     x = torch.randn(64, 3, generator=g, dtype=F64).to(ctx.device)
     x = x / x.norm(dim=-1, keepdim=True)  # unit vectors: the ±10 clamp stays inactive
     worst = {"doc_orth": 0.0, "doc_det": 0.0, "doc_norm": 0.0, "doc_comp": 0.0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from reprobench.claims import Outcome, RunContext, experiment
-from reprobench_documents.experiments.rope._common import F64, HEAD_DIM, HEADS, float64_unavailable, not_checkable
+from reprobench_documents.experiments.rope._common import F64, HEAD_DIM, HEADS
 from reprobench.measure import decide, ratio_from_rounds, time_interleaved
 from reprobench.registry import make_generator
 from reprobench_documents.rotary.common import textbook_rope_float64
@@ -38,18 +38,17 @@ def bf16_words(reference: float | None, optimized: float | None) -> str:
     return f"bf16 positions: document err {reference:.2f} vs ours {optimized:.3f}."
 
 
-@experiment("ROPE-01", quick_judged=True,
+@experiment("ROPE-01", quick_judged=True, needs=("float64",),
+            sizes={"full": {"tokens": 4096}, "quick": {"tokens": 1024}},
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'RotaryEmbedding (standard path): freqs = arange(num_freqs) * 2*pi/theta, learned by default; '
                 'rotate_qk applies cos/sin with rotate_half. Check: norm preserved, <R_m q, R_n k> depends only '
                 'on m - n, offsets work; what the default configuration actually rotates.'))
 def rope_standard_path(ctx: RunContext) -> Outcome:
-    if reason := float64_unavailable(ctx):
-        return not_checkable(CLAIMED, RULE, reason)
     device = ctx.device
     g = make_generator(ctx.seed)  # data drawn on the CPU and moved: the same values on every device
-    n = 1024 if ctx.quick else 4096
+    n = ctx.sizes["tokens"]
     # The document's default configuration: num_freqs=1 -> freqs = [0].
     default = DocumentRoPE(HEAD_DIM).to(device=device, dtype=F64)
     x = torch.randn(1, 1, n, HEAD_DIM, generator=g, dtype=F64).to(device)
