@@ -26,3 +26,30 @@ def test_identical_runs_agree_completely():
     a = agreement([_report(1.5, 1.4, 1.6)] * 4)
     assert a.non_overlap_rate == 0.0 and a.coverage_rate == 1.0 and a.compare_pairs_quiet == a.compare_pairs == 6
     assert a.verdict_flips == []
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--claim", "EFF-05", "--invocations", "1"], "--invocations must be >= 2"),
+    (["--component", "attention.dense", "--repeats", "x"], "--repeats must be an integer"),
+    (["--component", "attention.dense", "--budget", "0"], "--budget must be seconds > 0"),
+])
+def test_calibrate_refuses_counts_that_cannot_be_compared(argv, message, capsys):
+    from reprobench.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["calibrate", *argv])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--component", "attention.nope"], "not a registered component"),
+    (["--claim", "NOPE-01"], "--claim: --only: 'NOPE-01' is neither"),
+])
+def test_calibrate_refuses_unknown_targets_before_running_anything(argv, message, capsys):
+    from reprobench.cli import main
+
+    assert main(["calibrate", *argv]) == 2
+    assert message in capsys.readouterr().err

@@ -11,6 +11,8 @@ pyperf's `check` does the same job for its runs: say in plain words when a run l
 """
 from __future__ import annotations
 
+import argparse
+
 import itertools
 import json
 import subprocess
@@ -139,11 +141,68 @@ def repeated_invocations(only: str, *, invocations: int, extra_args: list[str] |
     return reports
 
 
+def _at_least(minimum: int, what: str):
+    """An argparse type: an int >= `minimum` (agreement needs two runs to compare), refused with one line."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what} must be >= {minimum} (pairs of runs are compared), got {value}")
+        return value
+    return parse
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--budget must be seconds > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"--budget must be seconds > 0, got {text!r}")
+    return value
+
+
+def timed_claims() -> list[str]:
+    """The claims whose declarations say their verdict rests on a wall-clock decision."""
+    from reprobench.claims.experiment import declaration, load_experiments
+
+    return sorted(cid for cid in load_experiments() if declaration(cid).timed)
+
+
+def _check_targets(args) -> str | None:
+    """Why the component or claims named cannot be calibrated (unknown names), or None; checked before any run."""
+    from reprobench.claims.experiment import load_experiments
+    from reprobench.registry import list_components
+
+    load_experiments()  # the studies and plugins: their components and claims
+    if args.component and args.component not in {spec.name for spec in list_components()}:
+        return f"--component {args.component!r} is not a registered component (see `reprobench list`)"
+    if args.claim:
+        if args.claim == "timed":
+            args.claim = ",".join(timed_claims())
+            if not args.claim:
+                return "--claim timed: no declared claim is timed"
+        else:
+            from reprobench.claims.runner import parse_ids
+
+            try:
+                parse_ids(args.claim)
+            except ValueError as exc:
+                return f"--claim: {exc}"
+    return None
+
+
 def run_calibrate(args) -> int:
     from reprobench.measure import stats
 
     lines = []
     result: dict = {}
+    problem = _check_targets(args)
+    if problem:
+        print(f"reprobench calibrate: {problem}", file=sys.stderr)
+        return 2
     if args.component:
         aa = self_comparison(args.component, repeats=args.repeats, budget_s=args.budget)
         result["self_comparison"] = aa
@@ -176,9 +235,12 @@ def add_calibrate_parser(sub) -> None:
                                    "invocations: the observed non-overlap rate of intervals, the coverage of "
                                    "another run's estimate, and compare's false changes.")
     p.add_argument("--component", help="registered component to time against itself, e.g. attention.dense")
-    p.add_argument("--repeats", type=int, default=5, help="self-comparisons (default 5)")
-    p.add_argument("--budget", type=float, default=5.0, help="seconds per self-comparison decision (default 5)")
-    p.add_argument("--claim", help="claim IDs for `verify --only`, repeated in separate invocations")
-    p.add_argument("--invocations", type=int, default=3, help="separate verify invocations (default 3)")
+    p.add_argument("--repeats", type=_at_least(2, "--repeats"), default=5, help="self-comparisons (default 5, at least 2)")
+    p.add_argument("--budget", type=_positive_seconds, default=5.0,
+                   help="seconds per self-comparison decision (default 5)")
+    p.add_argument("--claim", help="claim IDs for `verify --only`, repeated in separate invocations; `timed` for "
+                                   "every claim declared timed")
+    p.add_argument("--invocations", type=_at_least(2, "--invocations"), default=3,
+                   help="separate verify invocations (default 3, at least 2)")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.set_defaults(func=run_calibrate)
