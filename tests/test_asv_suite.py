@@ -26,16 +26,24 @@ def test_suite_methods_run_on_one_component():
 
 # --- suites/asv/claims.py: one track per declared claim ------------------------------------------------------
 
+def _tracks(suite) -> dict:
+    return {name: getattr(suite, name) for name in dir(suite) if name.startswith("track_")}
+
+
 def test_claims_suite_has_one_track_per_declared_claim():
-    from reprobench.claims.experiment import load_experiments
+    from reprobench.claims.experiment import declaration, load_experiments
     from reprobench.claims.ledger import CLAIM_TEXTS
 
     claims = importlib.import_module("suites.asv.claims")
-    tracks = {name: getattr(claims.Claims, name) for name in dir(claims.Claims) if name.startswith("track_")}
+    untimed, timed = _tracks(claims.Claims), _tracks(claims.ClaimTimings)
+    assert not set(untimed) & set(timed), "each claim is tracked once"
+    tracks = {**untimed, **timed}
     assert set(tracks) == {f"track_{cid.replace('-', '_')}" for cid in load_experiments()}
     reported = claims.reported_headlines()
     for claim_id in load_experiments():
-        track = tracks[f"track_{claim_id.replace('-', '_')}"]
+        name = f"track_{claim_id.replace('-', '_')}"
+        assert (name in timed) == declaration(claim_id).timed, f"{claim_id}: in the class its declaration names"
+        track = tracks[name]
         assert CLAIM_TEXTS[claim_id][1] in track.__doc__, f"{claim_id}: the docstring states the claim"
         assert track.pretty_name.startswith(f"{claim_id}: ")
         assert claim_id in track.version
@@ -46,6 +54,40 @@ def test_claims_suite_has_one_track_per_declared_claim():
             assert claims.describe_rule(headline) in track.pretty_name, f"{claim_id}: the name carries the rule"
             assert headline["rule"] in track.__doc__
             assert track.unit == claims.unit_of(headline["quantity"], headline["method"])
+
+
+def _toy_declarations(monkeypatch, claims, timed_ids, sizes=None):
+    """Declare `timed_ids` timed (and `sizes`: claim ID -> (full, quick)) for the suite, whatever the study says."""
+    from reprobench.claims.experiment import Declaration
+
+    sizes = sizes or {}
+
+    def declaration(claim_id):
+        full, quick = sizes.get(claim_id, ({}, {}))
+        return Declaration(timed=claim_id in timed_ids, full_sizes=full, quick_sizes=quick)
+    monkeypatch.setattr(claims, "declaration", declaration)
+
+
+def test_timed_claims_get_their_own_class_which_bench_claims_does_not_select(monkeypatch):
+    from asv.benchmarks import Benchmarks
+
+    claims = importlib.import_module("suites.asv.claims")
+    timed_id, untimed_id = claims.CLAIM_IDS[:2]
+    _toy_declarations(monkeypatch, claims, {timed_id})
+    monkeypatch.setattr(claims, "Claims", type("Claims", (), {}))
+    monkeypatch.setattr(claims, "ClaimTimings", type("ClaimTimings", (), {}))
+    claims.add_tracks([timed_id, untimed_id], claims._HEADLINES)
+    timed_name, untimed_name = (f"track_{cid.replace('-', '_')}" for cid in (timed_id, untimed_id))
+    assert set(_tracks(claims.Claims)) == {untimed_name}
+    assert set(_tracks(claims.ClaimTimings)) == {timed_name}
+    assert getattr(claims.ClaimTimings, timed_name).__qualname__ == f"ClaimTimings.{timed_name}"
+
+    # asv's own selection: `--bench` is a regular expression searched in claims.<Class>.track_<ID>
+    discovered = [{"name": f"claims.{suite.__name__}.{name}", "params": []}
+                  for suite in (claims.Claims, claims.ClaimTimings) for name in _tracks(suite)]
+    conf = type("Conf", (), {"benchmark_dir": "suites/asv"})()
+    assert set(Benchmarks(conf, discovered, regex=["Claims"])) == {f"claims.Claims.{untimed_name}"}
+    assert set(Benchmarks(conf, discovered, regex=["ClaimTimings"])) == {f"claims.ClaimTimings.{timed_name}"}
 
 
 def test_claim_units_come_from_whole_words_of_the_quantity():
@@ -108,14 +150,49 @@ def test_a_slow_or_broken_experiment_is_skipped_or_failed_not_fatal(monkeypatch)
     assert track(None, {claim_id: measured}) == 0.5
 
 
-def test_setup_cache_runs_each_claim_once_at_the_size_its_reported_headline_calls_for(monkeypatch):
+def test_each_class_runs_its_own_claims_once_at_the_size_their_headline_calls_for(monkeypatch):
+    from reprobench.claims import Estimate
+
     claims = importlib.import_module("suites.asv.claims")
-    exact_id = next(cid for cid in claims.CLAIM_IDS if claims._HEADLINES.get(cid, {}).get("exact"))
-    timed_id = next(cid for cid in claims.CLAIM_IDS if cid in claims._HEADLINES
-                    and not claims._HEADLINES[cid]["exact"])
-    calls = {exact_id: [], timed_id: []}
-    fakes = {cid: _fake_experiment(lambda ctx: 3.0, calls[cid]) for cid in calls}
+    exact_id, stat_id, timed_id, timed_exact_id = claims.CLAIM_IDS[:4]
+    _toy_declarations(monkeypatch, claims, {timed_id, timed_exact_id})
+    monkeypatch.setattr(claims, "_HEADLINES", {exact_id: {"exact": True}, timed_exact_id: {"exact": True}})
+    calls = {cid: [] for cid in (exact_id, stat_id, timed_id, timed_exact_id)}
+    fakes = {cid: _fake_experiment(lambda ctx: 3.0, calls[cid]) for cid in (exact_id, stat_id, timed_exact_id)}
+    fakes[timed_id] = _fake_experiment(lambda ctx: Estimate(2.0, 1.5, 2.5, 0.95, 7, "m"), calls[timed_id])
     monkeypatch.setattr(claims, "load_experiments", lambda: fakes)
-    cache = claims.Claims().setup_cache()
-    assert set(cache) == {exact_id, timed_id}
-    assert calls == {exact_id: [False], timed_id: [True, False]}  # timed_id's fake is exact: rerun at full size
+
+    assert set(claims.Claims().setup_cache()) == {exact_id, stat_id}
+    # exact in the report: full size at once; not: quick, then full because its headline came out exact
+    assert calls == {exact_id: [False], stat_id: [True, False], timed_id: [], timed_exact_id: []}
+    cache = claims.ClaimTimings().setup_cache()
+    assert set(cache) == {timed_id, timed_exact_id}
+    assert calls[timed_id] == [True] and cache[timed_id]["size"] == "quick"
+    assert calls[timed_exact_id] == [False] and cache[timed_exact_id]["size"] == "full"
+
+
+def _sized_experiment(calls, budgets):
+    """An exact headline computed from the declared size n, reading nothing else of the context."""
+    from reprobench.claims import Outcome, decide
+
+    def run(ctx):
+        n = ctx.sizes["n"]
+        calls.append(n)
+        budgets.append(ctx.decision_budget_s)
+        return Outcome(claimed="c", measured={}, rule="r", evidence="e", decisions=[decide("q", float(n), at_least=1)])
+    return run
+
+
+def test_a_quick_run_is_repeated_at_full_size_only_when_it_read_a_size_that_differs(monkeypatch):
+    claims = importlib.import_module("suites.asv.claims")
+    same_id, other_id = claims.CLAIM_IDS[:2]
+    _toy_declarations(monkeypatch, claims, set(), sizes={same_id: ({"n": 64}, {"n": 64}),
+                                                         other_id: ({"n": 64}, {"n": 8})})
+    calls, budgets = [], []
+    same = claims.measure_headline(_sized_experiment(calls, budgets), same_id)
+    assert (same["point"], same["size"], calls) == (64.0, "full", [64])  # the quick run was the full-size run
+    calls = []
+    other = claims.measure_headline(_sized_experiment(calls, budgets), other_id)
+    assert (other["point"], other["size"], calls) == (64.0, "full", [8, 64])
+    # a full-size run is made for its deterministic headline: its timed decisions get the quick budget
+    assert budgets == [claims.QUICK_DECISION_BUDGET_S] * 3

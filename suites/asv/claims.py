@@ -1,17 +1,28 @@
 """asv benchmarks generated from the declared claims: one `track_<ID>` per claim, its headline figure over commits.
 
-`Claims` gets one track per experiment the installed studies declare (`@experiment(ID, text=...)`), so a new
-claim needs no edit here. Each track returns the point of the claim's headline estimate (the decision the
-claims summary shows). `setup_cache` runs every experiment once per commit, and each track reads its figure
-from that cache. asv runs a benchmark in a fresh process, so running the experiment inside the track would
-repeat it for every benchmark.
+Two classes, so that `asv run` over a range of commits stays affordable:
+- `Claims`: every claim not declared `timed` (FLOPs, bytes, counts, exact errors, fitted exponents,
+  statistics of seeded runs). `asv run --bench Claims` runs these only.
+- `ClaimTimings`: the claims declared `timed` (`@experiment(..., timed=True)`: the verdict rests on a
+  wall-clock decision). Each of their timing rounds runs in a fresh worker process, so they cost most;
+  `asv run --bench ClaimTimings` runs them. asv matches `--bench` as a regular expression searched in
+  `claims.<Class>.track_<ID>`, so the class name holds no "Claims".
+Both get one track per experiment the installed studies declare, so a new claim needs no edit here. Each
+track returns the point of the claim's headline estimate (the decision the claims summary shows). Each
+class's `setup_cache` runs its experiments once per commit, and each track reads its figure from that
+cache. asv runs a benchmark in a fresh process, so running the experiment inside the track would repeat
+it for every benchmark.
 
-Which size is tracked:
+Which size is tracked (the same rule in both classes):
 - a claim whose headline had a zero-width interval in the last report (FLOPs, bytes, counts, exact errors)
   runs once, at full size: a deterministic figure carries no timing noise, so its full size is affordable;
-- any other claim runs at its quick sizes; if its headline then turns out exact and the experiment read
-  `ctx.quick`, it runs again at full size;
-- timed and fitted headlines stay at quick sizes, so `asv run` over a range of commits stays affordable.
+- any other claim runs at its quick sizes; if its headline then turns out exact and the quick run measured
+  at other sizes than the full one (it read `ctx.quick`, or a declared size whose quick value differs),
+  it runs again at full size; a quick run that read neither was the full-size run and is not repeated;
+- timed and fitted headlines stay at quick sizes.
+Every run gets the quick decision budget (`QUICK_DECISION_BUDGET_S`) for its sequentially sampled timed
+decisions, full-size runs included: a full-size run is made for a deterministic headline, which the
+number of timing rounds of the claim's other decisions does not change.
 A run over `RUN_BUDGET_S` is stopped and its track reported as skipped, with the reason.
 
 Unit and rule: asv reads `unit` when it discovers the suite, before anything runs, so both come from the
@@ -136,16 +147,24 @@ def time_limit(seconds: float):
 
 
 def _run_once(fn, claim_id: str, quick: bool):
-    """One run of `fn`, with the threads and budgets `reprobench verify` uses; -> (Outcome, ctx, seconds)."""
+    """One run of `fn`, with the threads `reprobench verify` uses and its quick decision budget; -> (Outcome,
+    ctx, seconds)."""
     with tempfile.TemporaryDirectory() as figures:
         ctx = RunContext(quick=quick, device=torch.device("cpu"), figures_dir=Path(figures),
-                         decision_budget_s=QUICK_DECISION_BUDGET_S if quick else 20.0)
+                         decision_budget_s=QUICK_DECISION_BUDGET_S,
+                         sizes=declaration(claim_id).sizes(quick))  # the experiment's decorator sets the same
         object.__setattr__(ctx, "quick_read", False)
         torch.set_num_threads(MEASURE_THREADS)
         start = time.perf_counter()
         with time_limit(RUN_BUDGET_S):
             outcome = fn(ctx).with_logic(declaration(claim_id).logic)
         return outcome, ctx, time.perf_counter() - start
+
+
+def measured_at_other_size(ctx: RunContext) -> bool:
+    """Whether a quick run measured at other sizes than the full run would: it branched on `ctx.quick`, or
+    read a declared size whose quick value differs from its full one."""
+    return bool(getattr(ctx, "quick_read", False) or object.__getattribute__(ctx, "sizes").read_at_other_size)
 
 
 def measure_headline(fn, claim_id: str, exact_before: bool = False) -> dict:
@@ -159,14 +178,14 @@ def measure_headline(fn, claim_id: str, exact_before: bool = False) -> dict:
         if decision is None:
             return {"skip": f"{claim_id}: no decision to track ({outcome.verdict}: {outcome.evidence})"}
         if decision.estimate.exact and not exact_before:
-            if getattr(ctx, "quick_read", False):
+            if measured_at_other_size(ctx):
                 size = "full"
                 outcome, _, full_seconds = _run_once(fn, claim_id, quick=False)
                 seconds += full_seconds
                 decision = outcome.headline_decision()
                 if decision is None:
                     return {"skip": f"{claim_id}: no decision to track at full size ({outcome.verdict})"}
-            size = "full"  # a quick run that never read ctx.quick already ran at full size
+            size = "full"  # a quick run that measured at no other size was the full-size run
         return {"point": float(decision.estimate.point), "quantity": decision.quantity, "size": size,
                 "seconds": seconds}
     except RunTooLong as exc:
@@ -191,7 +210,6 @@ def _make_track(claim_id: str, headline: dict | None):
     source, text = CLAIM_TEXTS[claim_id]
     rule = describe_rule(headline) if headline else "the first decision of its outcome"
     track.__name__ = f"track_{claim_id.replace('-', '_')}"
-    track.__qualname__ = f"Claims.{track.__name__}"
     track.__doc__ = (f"{claim_id} ({source}): {text}\n\nHeadline: {rule}"
                      + (f"\nRule: {headline['rule']}" if headline else ""))
     track.pretty_name = f"{claim_id}: {rule}"
@@ -205,22 +223,50 @@ def _make_track(claim_id: str, headline: dict | None):
     return track
 
 
-class Claims:
-    """One track per declared claim: the headline estimate's point (quick sizes when timed, full when exact)."""
+def is_timed(claim_id: str) -> bool:
+    """The claim's verdict rests on a wall-clock decision (declared `timed`): its track goes in `ClaimTimings`."""
+    return declaration(claim_id).timed
 
-    # Every experiment of the study at quick sizes, the deterministic ones again at full size.
+
+def measure_claims(timed: bool) -> dict[str, dict]:
+    """claim ID -> its headline figure (`measure_headline`), for every loaded experiment whose `timed`
+    declaration equals `timed`."""
+    return {claim_id: measure_headline(fn, claim_id, _HEADLINES.get(claim_id, {}).get("exact", False))
+            for claim_id, fn in sorted(load_experiments().items()) if is_timed(claim_id) == timed}
+
+
+class Claims:
+    """One track per claim not declared timed: the headline estimate's point (full size when exact)."""
+
     timeout = 600
 
+    # asv keys a setup_cache by its source line: each class defines its own.
     def setup_cache(self):
-        return {claim_id: measure_headline(fn, claim_id, _HEADLINES.get(claim_id, {}).get("exact", False))
-                for claim_id, fn in sorted(load_experiments().items())}
+        return measure_claims(timed=False)
 
     setup_cache.timeout = 3600
 
 
+class ClaimTimings:
+    """One track per claim declared timed: the headline estimate's point (quick sizes unless exact)."""
+
+    timeout = 600
+
+    def setup_cache(self):
+        return measure_claims(timed=True)
+
+    setup_cache.timeout = 3600
+
+
+def add_tracks(claim_ids, headlines: dict[str, dict]) -> None:
+    """Give `Claims` or `ClaimTimings` (as each claim is declared) one track per claim ID."""
+    for claim_id in claim_ids:
+        track = _make_track(claim_id, headlines.get(claim_id))
+        suite = ClaimTimings if is_timed(claim_id) else Claims
+        track.__qualname__ = f"{suite.__name__}.{track.__name__}"
+        setattr(suite, track.__name__, track)
+
+
 _HEADLINES = reported_headlines()
 CLAIM_IDS = sorted(load_experiments())
-for _claim_id in CLAIM_IDS:
-    _track = _make_track(_claim_id, _HEADLINES.get(_claim_id))
-    setattr(Claims, _track.__name__, _track)
-del _claim_id, _track
+add_tracks(CLAIM_IDS, _HEADLINES)
