@@ -15,7 +15,8 @@ SPEEDUP_MIN = 1.0  # at span 1/8 of n the span core must beat full SDPA
 MAX_ABS_DIFF = 1e-4  # float32: the span-restricted path equals the dense reference
 
 
-@experiment("ZOO-02", quick_judged=True,
+@experiment("ZOO-02", quick_judged=True, timed=True,
+            sizes={"full": {"min_run_time": 0.1}, "quick": {"min_run_time": 0.04}},
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'AdaptiveSpan: learned span scale "optimizing computation while preserving modeling capacity": '
@@ -31,7 +32,7 @@ def adaptive_span_cost(ctx: RunContext) -> Outcome:
     n = 2048
     dims, heads, ramp = 256, 8, 32
     spans = (0.03125, 0.0625, 0.125, 0.25)
-    run_time = 0.04 if ctx.quick else 0.1
+    run_time = ctx.sizes["min_run_time"]
     ref, opt = pair(AdaptiveSpan, g, dims=dims, head=heads, max_dist=n, ramp=ramp, span_init=0.5)
     ref, opt = ref.to(device), opt.to(device)
     x = torch.randn(1, n, dims, generator=g).to(device)

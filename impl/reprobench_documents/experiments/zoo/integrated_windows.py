@@ -13,7 +13,8 @@ FLOAT64_TOLERANCE = 1e-10  # window = sequence: equal to full attention up to fl
 FLOAT32_TOLERANCE = 1e-4  # banded optimized windows against the reference's window loop, float32
 
 
-@experiment("ZOO-06", quick_judged=True,
+@experiment("ZOO-06", quick_judged=True, needs=("float64",),  # window = sequence checked to 1e-10
+            sizes={"full": {"n": 2048}, "quick": {"n": 1024}},  # the FLOP-ratio and timing length
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'IntegratedAttention: sliding windows (`slide_win`) + adaptive span + global attention; equals '
@@ -36,7 +37,7 @@ def integrated_windows(ctx: RunContext) -> Outcome:
         full = local.out(local.merge(explicit_attention(q, k, v)))
         diff_ref = float((ref.slide_win(x, n_small, 16, local.span_scale) - full).abs().max())
         diff_opt = float((opt.slide_win(x, n_small, 16, opt.local_attn.span_scale) - full).abs().max())
-    n = 1024 if ctx.quick else 2048
+    n = ctx.sizes["n"]
     dims, heads, win, span = 256, 8, 64, 96
     ref32, opt32 = pair(IntegratedAttention, g, dims=dims, head=heads, max_dist=128, win_size=win, max_span=span,
                          ramp=32, span_init=0.5)

@@ -11,6 +11,7 @@ ROW_SUM_TOLERANCE = 1e-5  # float32 rows of a softmax sum to 1 within this
 
 
 @experiment("ZOO-03", logic="all-of", quick_judged=True,
+            sizes={"full": {"inputs": 8}, "quick": {"inputs": 3}},  # worst case over this many random inputs
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'MyelinatedLayer: node-importance gating, policy-driven layer jumps, working memory; every '
@@ -21,7 +22,7 @@ def myelinated_masks(ctx: RunContext) -> Outcome:
     g = make_generator(ctx.seed)
     device = ctx.device
     dims, heads, n = 64, 4, 32
-    seeds = range(3 if ctx.quick else 8)
+    seeds = range(ctx.sizes["inputs"])
     measured = {"dims": dims, "heads": heads, "n": n, "inputs": len(seeds)}
     for label, bool_mask in (("as_written", False), ("bool_mask_fixed", True)):
         module = MyelinatedLayer(dims, heads, layerA=3, sparsity_threshold=0.5, bool_mask=bool_mask,

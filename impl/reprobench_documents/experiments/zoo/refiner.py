@@ -11,7 +11,7 @@ from reprobench.registry import make_generator
 CONVERGED_SHARE = 0.9  # the share of independent learners that must reach the optimal policy
 
 
-@experiment("ZOO-05",
+@experiment("ZOO-05", needs=("float64",),  # the batched run must equal the Python-float reference exactly
             source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'Refiner: Q-learning over attention spans converges on a toy reward.'))
