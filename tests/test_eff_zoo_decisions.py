@@ -1,5 +1,6 @@
-"""The EFF and ZOO experiments' own decision helpers, with fake clocks and known truths, and the fast
-experiments end to end on the CPU (quick mode): decisions present, one JSON type per measured value.
+"""The EFF and ZOO experiments' own decision helpers, with fake clocks and known truths, and the untimed
+experiments end to end on the CPU (quick mode): decisions present, one JSON type per measured value, float64
+on the device exactly where the claim declares it needs float64.
 
 No real timing is asserted: the group-ratio decisions run on a fake machine whose times we choose.
 """
@@ -12,8 +13,9 @@ import time
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
-from reprobench.claims.experiment import DECIDED_VERDICTS, RunContext, load_experiments
+from reprobench.claims.experiment import DECIDED_VERDICTS, RunContext, declaration, load_experiments
 from reprobench_documents.experiments.eff._common import decide_time_ratio, min_estimate, seconds_per_call
 from reprobench_documents.experiments.eff.layer_sweep import crossover_fields, crossover_sizes
 from reprobench_documents.experiments.zoo._common import max_estimate, proportion_estimate
@@ -157,17 +159,51 @@ def test_crossovers_beyond_the_sweep_are_null_with_a_note():
     assert all(fields[f"crossover_n_{k}"] is None or type(fields[f"crossover_n_{k}"]) is int for k in crossovers)
 
 
-# The experiments cheap enough to run here in quick mode: a choice about the suite's running time, not
-# something the claims declare. The others run in `reprobench verify`.
-FAST = ["EFF-10", "ZOO-01", "ZOO-03", "ZOO-05"]
+FAMILIES = ("EFF", "ZOO")
+CLAIMS = sorted(cid for cid in load_experiments() if cid.split("-")[0] in FAMILIES)
+# Read from the declarations: the claims whose verdict rests on no wall-clock timing run here in quick mode
+# (the timed ones run in `reprobench verify`), and those declaring float64 must refuse a device without it.
+UNTIMED = [cid for cid in CLAIMS if not declaration(cid).timed]
+FLOAT64 = [cid for cid in CLAIMS if "float64" in declaration(cid).needs]
 
 
-@pytest.mark.parametrize("claim_id", FAST)
-def test_fast_experiments_decide_on_the_cpu(claim_id, tmp_path):
+class _Float64OnDevice(TorchFunctionMode):
+    """Records the calls that make a float64 tensor on the experiment's device or move one there (a
+    device without float64 could not run them); float64 kept on the host beside the device is not counted."""
+
+    def __init__(self, device: torch.device):
+        super().__init__()
+        self.device, self.calls = device, set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        names_device = "device" in kwargs or any(isinstance(a, (torch.device, str)) for a in args[1:])
+        if (isinstance(out, torch.Tensor) and out.dtype == torch.float64 and out.device.type == self.device.type
+                and names_device):
+            self.calls.add(getattr(func, "__name__", repr(func)))
+        return out
+
+
+@pytest.mark.parametrize("claim_id", UNTIMED)
+def test_untimed_experiments_decide_on_the_cpu(claim_id, tmp_path):
     ctx = RunContext(quick=True, device=torch.device("cpu"), figures_dir=tmp_path)
-    outcome = load_experiments()[claim_id](ctx)
+    with _Float64OnDevice(ctx.device) as float64_use:
+        outcome = load_experiments()[claim_id](ctx)
     assert outcome.decisions and outcome.verdict in DECIDED_VERDICTS
     assert all(d.outcome in OUTCOMES for d in outcome.decisions)
     assert outcome.headline_decision() is not None
     json.dumps(outcome.measured)  # plain numbers, bools, None and strings only
     assert all(not isinstance(v, str) or not v.startswith(">") for v in outcome.measured.values())
+    # float64 on the device is declared (needs=("float64",)), and only where it is used
+    assert bool(float64_use.calls) == ("float64" in declaration(claim_id).needs), (
+        f"{claim_id} declares needs={declaration(claim_id).needs} but makes float64 tensors on the device through "
+        f"{sorted(float64_use.calls) or 'nothing'}")
+
+
+@pytest.mark.parametrize("claim_id", FLOAT64)
+def test_float64_claims_are_not_checkable_on_a_device_without_float64(claim_id, tmp_path):
+    # No MPS hardware is needed: the declaration refuses the device before the experiment touches it.
+    outcome = load_experiments()[claim_id](RunContext(quick=True, device=torch.device("mps"), figures_dir=tmp_path))
+    assert outcome.verdict == "not-checkable-here"
+    assert "float64" in outcome.evidence and not outcome.decisions

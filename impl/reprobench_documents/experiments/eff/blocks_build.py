@@ -10,7 +10,7 @@ from reprobench.registry import make_generator
 EXPECTED_PICKS = {256: "local_global", 511: "local_global", 512: "strided", 4095: "strided", 4096: "performer"}
 
 
-@experiment("EFF-10", quick_judged=True,
+@experiment("EFF-10", quick_judged=True, sizes={"full": {"n": 512}, "quick": {"n": 64}},
             source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'HierarchicalAttentionBlock / LinearAttentionBlock / get_attention: every documented '
@@ -20,7 +20,7 @@ def blocks_build_and_run(ctx: RunContext) -> Outcome:
 
     g = make_generator(ctx.seed)
     device = ctx.device
-    n = 64 if ctx.quick else 512
+    n = ctx.sizes["n"]
     x = torch.randn(1, n, 768, generator=g).to(device)
     memory = torch.randn(1, 64, 768, generator=g).to(device)
     results = {}

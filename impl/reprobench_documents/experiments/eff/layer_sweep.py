@@ -92,16 +92,16 @@ def _extrapolated(times: dict, sizes):
 _SWEEP_CACHE: dict = {}
 
 
-def _cached_sweep(ctx):
-    key = (ctx.quick, ctx.seed, str(ctx.device))
+def _cached_sweep(ctx, sizes, quad_max):
+    key = (tuple(sizes), quad_max, ctx.seed, str(ctx.device))
     if key not in _SWEEP_CACHE:
-        sizes = (256, 512, 1024, 2048) if ctx.quick else (256, 512, 1024, 2048, 4096, 8192, 16384)
-        quad_max = 1024 if ctx.quick else sizes[-1]  # full run: every variant measured at every n, none extrapolated
         _SWEEP_CACHE[key] = (sizes, _sweep(ctx, sizes, quad_max))
     return _SWEEP_CACHE[key]
 
 
-@experiment("EFF-06",
+@experiment("EFF-06", timed=True,
+            sizes={"full": {"n_compared": 4096, "min_run_time": 0.05, "peak_seq_lens": (1024, 2048, 4096)},
+                   "quick": {"n_compared": 1024, "min_run_time": 0.02, "peak_seq_lens": (512, 1024)}},
             source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'Efficiency table: Standard slow < Strided medium < Local+Global fast < Performer, Mamba very '
@@ -109,14 +109,14 @@ def _cached_sweep(ctx):
 def efficiency_table(ctx: RunContext) -> Outcome:
     layers = _layers(ctx)
     g = make_generator(ctx.seed + 2)
-    n_cmp = 4096 if not ctx.quick else 1024
+    n_cmp = ctx.sizes["n_compared"]
     x = _input(ctx, n_cmp, g)
     measured = {"n_compared": n_cmp, "sweep_dim": SWEEP_DIM, "sweep_heads": SWEEP_HEADS}
     decisions, fwd_ms = [], {}
     for slower, faster in SPEED_ORDER_PAIRS:
         decision, cmp = decide_speedup(_forward(layers[slower], x), _forward(layers[faster], x),
                                        quantity=f"time_ratio_{slower}_over_{faster}_n{n_cmp}", at_least=1.0,
-                                       min_run_time=0.02 if ctx.quick else 0.05, budget_s=ctx.decision_budget_s,
+                                       min_run_time=ctx.sizes["min_run_time"], budget_s=ctx.decision_budget_s,
                                        device=ctx.device)
         decisions.append(decision)
         measured[f"time_ratio_{slower}_over_{faster}_n{n_cmp}"] = decision.estimate.point
@@ -124,7 +124,7 @@ def efficiency_table(ctx: RunContext) -> Outcome:
         fwd_ms.setdefault(faster, cmp.candidate.median_ms)
     measured.update({f"{label}_fwd_ms_n{n_cmp}": fwd_ms[label] for label, *_ in VARIANTS})
     # Memory column: the optimized layers' tensor-peak exponents (tensor bytes, deterministic; real tensors).
-    mem_sizes = (512, 1024) if ctx.quick else (1024, 2048, 4096)
+    mem_sizes = ctx.sizes["peak_seq_lens"]
     for label, *_ in VARIANTS:
         peaks = []
         for n in mem_sizes:
@@ -209,14 +209,17 @@ def _all_faster(ctx: RunContext, n: int, slower: tuple[str, ...], faster: tuple[
     return decide(quantity, min_estimate([p.estimate for p in parts]), at_least=1.0, note=note, extra=extra)
 
 
-@experiment("EFF-09",
+@experiment("EFF-09", timed=True,
+            # full run: every variant measured at every n, none extrapolated (quadratic_max_n = the last n)
+            sizes={"full": {"sweep_seq_lens": (256, 512, 1024, 2048, 4096, 8192, 16384), "quadratic_max_n": 16384},
+                   "quick": {"sweep_seq_lens": (256, 512, 1024, 2048), "quadratic_max_n": 1024}},
             source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'Guidance: standard below 512 tokens, strided / local+global for 512-2048, Performer / Mamba '
                 'above 2048. Measure the crossover lengths.'))
 def crossover_lengths(ctx: RunContext) -> Outcome:
     plt = pyplot()
-    sizes, times = _cached_sweep(ctx)
+    sizes, times = _cached_sweep(ctx, ctx.sizes["sweep_seq_lens"], ctx.sizes["quadratic_max_n"])
     full, flagged = _extrapolated(times, sizes)
     crossovers = crossover_sizes(full, sizes)
     measured = {"dim": SWEEP_DIM, "heads": SWEEP_HEADS, "sizes_max": sizes[-1], **crossover_fields(crossovers, sizes)}

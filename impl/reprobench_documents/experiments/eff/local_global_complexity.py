@@ -29,6 +29,7 @@ def _fwd_bwd(fn, tensors):
 
 
 @experiment("EFF-02", quick_judged=True,
+            sizes={"full": {"speed_n": 8192, "speed_rounds": 2}, "quick": {"speed_n": 2048, "speed_rounds": 1}},
             source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'LocalGlobalAttention: O(n.w) + O(n.g).'))
@@ -59,10 +60,10 @@ def local_global_complexity(ctx: RunContext) -> Outcome:
     # Speed at n = 8192 (quick: 2048), supporting evidence (the claim is about cost, decided on FLOPs and
     # bytes): forward, and forward + backward (the trainable path).
     g = make_generator(ctx.seed)
-    n_speed, speed_heads = (2048, 2) if ctx.quick else (8192, 2)
+    n_speed, speed_heads = ctx.sizes["speed_n"], 2
     q, k, v = qkv(n_speed, speed_heads, g, device=device)
     fwd = compare_interleaved(lambda: F.scaled_dot_product_attention(q, k, v), lambda: local_global_sdpa(q, k, v, w, gtok),
-                              rounds=1 if ctx.quick else 2, min_run_time=0.01, device=device)
+                              rounds=ctx.sizes["speed_rounds"], min_run_time=0.01, device=device)
     tq = qkv(n_speed, 1, g, requires_grad=True, device=device)  # one head: dense fwd+bwd at n=8192 is the slowest call
     bwd = compare_interleaved(_fwd_bwd(F.scaled_dot_product_attention, tq),
                               _fwd_bwd(lambda a, b, c: local_global_sdpa(a, b, c, w, gtok), tq),

@@ -18,7 +18,11 @@ TIME_EXPONENT_MAX = 1.2  # O(n) time: a wall-clock fit gets 0.2 of slack
 SCAN_TARGET = 4.0  # the harness's target for the chunked scan over the sequential loop, on one thread
 
 
-@experiment("EFF-05",
+@experiment("EFF-05", timed=True,
+            sizes={"full": {"peak_seq_lens": (1024, 4096, 16384), "time_seq_lens": (512, 1024, 2048, 4096),
+                            "time_min_run_time": 0.05, "scan_L": 4096, "scan_min_run_time": 0.2},
+                   "quick": {"peak_seq_lens": (1024, 4096), "time_seq_lens": (256, 512, 1024),
+                             "time_min_run_time": 0.02, "scan_L": 1024, "scan_min_run_time": 0.05}},
             source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'MambaLayer: O(n), "efficient even for very long sequences".'))
@@ -27,7 +31,7 @@ def mamba_linear(ctx: RunContext) -> Outcome:
 
     plt = pyplot()
     device = ctx.device
-    sizes = (1024, 4096) if ctx.quick else (1024, 4096, 16384)
+    sizes = ctx.sizes["peak_seq_lens"]
     dim = 256  # d_inner 512, state 16 (the scan target's setting); the exponent does not depend on the width
 
     g = make_generator(ctx.seed)
@@ -41,21 +45,21 @@ def mamba_linear(ctx: RunContext) -> Outcome:
     full_state_bytes = [4 * 2 * dim * L * 16 for L in sizes]  # (1, d_inner, L, N) fp32: what a full parallel scan holds
     decisions = [decide("peak_exponent_layer_fwd", peak_fit.estimate, at_most=PEAK_EXPONENT_MAX, min_r2=MIN_R2)]
 
-    time_sizes = (256, 512, 1024) if ctx.quick else (512, 1024, 2048, 4096)
+    time_sizes = ctx.sizes["time_seq_lens"]
     calls = {}
     for L in time_sizes:
         x = torch.randn(1, L, 256, generator=g).to(device)
         calls[L] = (lambda x=x: layer(x))
     with torch.no_grad():
         # Interleaved rounds, each round's median one point of the fit: noise between rounds widens the interval.
-        t = time_interleaved(calls, rounds=3, min_run_time=0.02 if ctx.quick else 0.05, device=device)
+        t = time_interleaved(calls, rounds=3, min_run_time=ctx.sizes["time_min_run_time"], device=device)
         syncs = count_host_syncs(calls[time_sizes[0]])
     time_points = [(L, s) for L in time_sizes for s in t[L].round_medians]
     time_fit = fit_exponent_estimate([L for L, _ in time_points], [s for _, s in time_points])
     decisions.append(decide("time_exponent_layer_dim256", time_fit.estimate, at_most=TIME_EXPONENT_MAX, min_r2=MIN_R2))
 
     # The scan alone at L = 4096 (quick: 1024), d_inner 512, state 16: chunked vs sequential.
-    L = 1024 if ctx.quick else 4096
+    L = ctx.sizes["scan_L"]
     D, N = 512, 16
     x, delta = torch.randn(1, L, D, generator=g).to(device), (torch.rand(1, L, D, generator=g) * 0.1).to(device)
     A = -torch.arange(1, N + 1, dtype=torch.float32, device=device).repeat(D, 1)
@@ -89,10 +93,10 @@ def mamba_linear(ctx: RunContext) -> Outcome:
             scan, scan_cmp = decide_speedup(lambda: sequential_scan(x, delta, A, B, C),
                                             lambda: chunked_scan(x, delta, A, B, C),
                                             quantity="scan_speedup_chunked_vs_sequential", at_least=SCAN_TARGET,
-                                            min_run_time=0.05 if ctx.quick else 0.2, budget_s=ctx.decision_budget_s,
+                                            min_run_time=ctx.sizes["scan_min_run_time"], budget_s=ctx.decision_budget_s,
                                             device=device)
             floor_t = time_interleaved({"chunked": lambda: chunked_scan(x, delta, A, B, C), "exp_floor": exp_floor},
-                                       rounds=3, min_run_time=0.05 if ctx.quick else 0.2, device=device)
+                                       rounds=3, min_run_time=ctx.sizes["scan_min_run_time"], device=device)
             # Secondary figure, not the target's: the sequential loop's per-step ops are too small to use a second
             # core, the chunked scan's group-sized ops are not.
             cores = os.cpu_count() or 1

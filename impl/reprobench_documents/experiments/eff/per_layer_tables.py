@@ -121,13 +121,17 @@ def memory_per_layer(ctx: RunContext) -> Outcome:
     )
 
 
-@experiment("EFF-08",
+@experiment("EFF-08", timed=True,
+            # rows_max_n: rows are run at min(their n, this); a row whose n exceeds it is not compared
+            sizes={"full": {"rows_max_n": max(n for *_, n, _ in SPEED_ROWS), "min_run_time": 0.05},
+                   "quick": {"rows_max_n": 2048, "min_run_time": 0.02}},
             source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'Speed, batch 1: Standard (n = 512) ~50 ms, Strided (n = 512) ~15 ms, Performer (n = 8192) ~80 '
                 'ms, Mamba (n = 8192) ~60 ms ("approximate, vary by hardware": check the ratios here).'))
 def speed_per_layer(ctx: RunContext) -> Outcome:
     registered = _registered()
+    rows_max_n = ctx.sizes["rows_max_n"]
     measured, missing = {"batch": 1, "dtype": "float32", "threads": 1, "pass": "forward"}, []
     calls = {}
     for label, name, claimed_ms, n, overrides in SPEED_ROWS:
@@ -137,7 +141,7 @@ def speed_per_layer(ctx: RunContext) -> Outcome:
             continue
         spec = registered[name]
         g = make_generator(ctx.seed)
-        n_run = min(n, 2048) if ctx.quick else n
+        n_run = min(n, rows_max_n)
         sample = _layer_input(spec, n_run, g, ctx.device)
         for which in ("optimized", "reference"):
             if which == "reference" and n_run > 2048:
@@ -153,9 +157,9 @@ def speed_per_layer(ctx: RunContext) -> Outcome:
     # from paired rounds (each round times the row and Standard back to back).
     decisions = []
     claimed_base = SPEED_ROWS[0][2]
-    min_run_time = 0.02 if ctx.quick else 0.05
+    min_run_time = ctx.sizes["min_run_time"]
     for label, name, claimed_ms, n, _ in SPEED_ROWS[1:]:
-        if ("Standard", "optimized") not in calls or (label, "optimized") not in calls or (ctx.quick and n > 2048):
+        if ("Standard", "optimized") not in calls or (label, "optimized") not in calls or n > rows_max_n:
             continue
         claimed_ratio = claimed_ms / claimed_base
         decision, timings = decide_time_ratio({label: calls[(label, "optimized")]},

@@ -90,6 +90,11 @@ def _feature_bias(draw, g):
 
 
 @experiment("EFF-04",
+            sizes={"full": {"cost_seq_lens": (1024, 4096, 16384),
+                            "error_features": (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384), "seeds": 4,
+                            "accuracy_seq_lens": (256, 1024, 4096), "speed_n": 8192},
+                   "quick": {"cost_seq_lens": (1024, 4096), "error_features": (64, 256, 1024, 4096), "seeds": 2,
+                             "accuracy_seq_lens": (256, 1024), "speed_n": 2048}},
             source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'PerformerAttention (FAVOR+): O(n.r) and "no accuracy loss for long sequences"; "more features = '
@@ -109,7 +114,7 @@ def performer_claims(ctx: RunContext) -> Outcome:
             return lambda: favor_linear(q, k, v, o, "softmax")
         return fake_costs(make_call)
 
-    sizes = (1024, 4096) if ctx.quick else (1024, 4096, 16384)
+    sizes = ctx.sizes["cost_seq_lens"]
     peaks, flops = zip(*[favor_cost(n, r) for n in sizes])
     flop_fit = fit_exponent_estimate(sizes, flops, deterministic=True)
     peak_fit = fit_exponent_estimate(sizes, peaks, deterministic=True)
@@ -117,8 +122,8 @@ def performer_claims(ctx: RunContext) -> Outcome:
     r_fit = fit_exponent_estimate(feats_cost, [favor_cost(4096, rr)[1] for rr in feats_cost], deterministic=True)
 
     # "More features = more accurate": r from 64 up to where the error stops falling, two head dims, several seeds.
-    features = (64, 256, 1024, 4096) if ctx.quick else tuple(64 * 2 ** i for i in range(9))  # ... 16384
-    seeds = 2 if ctx.quick else 4
+    features = ctx.sizes["error_features"]
+    seeds = ctx.sizes["seeds"]
     curves = {d: _error_curves(d, features, seeds, g) for d in SWEEP_HEAD_DIMS}
     impls = list(curves[SWEEP_HEAD_DIMS[0]])
     slopes = {(impl, d): _fit(curves[d][impl], features) for d in SWEEP_HEAD_DIMS for impl in impls}
@@ -128,7 +133,7 @@ def performer_claims(ctx: RunContext) -> Outcome:
               for d in SWEEP_HEAD_DIMS for impl in impls}
 
     # Long sequences at the default r = 256 (head dim 64, 2 heads): error and attention-weight distance.
-    acc_ns = (256, 1024) if ctx.quick else (256, 1024, 4096)
+    acc_ns = ctx.sizes["accuracy_seq_lens"]
     err_n = {n: mean_interval(_favor_rel_error(n, r, g)) for n in acc_ns}
     tq, tk, tv = [t * QK_SCALE for t in qkv(1024, 1, g)]
     _, approx = favor_explicit(tq, tk, tv, omega, "softmax", return_probs=True)
@@ -152,7 +157,7 @@ def performer_claims(ctx: RunContext) -> Outcome:
     measured["ours_feature_mean_exp_d16"] = bias["ours"].point
 
     # Speed at n = 8192: ours vs dense SDPA (2 heads) and vs performer-pytorch's FastAttention (12 heads).
-    n_speed = 2048 if ctx.quick else 8192
+    n_speed = ctx.sizes["speed_n"]
     measured["speed_n"] = n_speed
     q, k, v = qkv(n_speed, 2, g)
     cmp = compare_interleaved(lambda: F.scaled_dot_product_attention(q, k, v), lambda: favor_linear(q, k, v, omega, "softmax"),

@@ -42,7 +42,11 @@ def _fake_peak(fn, n, device):
     return fake_peak_tensor_bytes(make_call).peak_bytes
 
 
-@experiment("EFF-01",
+@experiment("EFF-01", timed=True,
+            sizes={"full": {"n": 4096, "strides": (2, 4, 8), "min_run_time": 0.05,
+                            "peak_seq_lens": (1024, 2048, 4096, 8192, 16384), "time_seq_lens": (512, 1024, 2048, 4096)},
+                   "quick": {"n": 1024, "strides": (4,), "min_run_time": 0.02,
+                             "peak_seq_lens": (512, 1024, 2048, 4096), "time_seq_lens": (256, 512, 1024)}},
             source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'StridedAttention: O(n^2/stride) time and memory.'))
@@ -51,9 +55,9 @@ def strided_complexity(ctx: RunContext) -> Outcome:
 
     device = ctx.device
     g = make_generator(ctx.seed)
-    n_big = 1024 if ctx.quick else 4096
-    strides = (4,) if ctx.quick else (2, 4, 8)
-    min_run_time = 0.02 if ctx.quick else 0.05
+    n_big = ctx.sizes["n"]
+    strides = ctx.sizes["strides"]
+    min_run_time = ctx.sizes["min_run_time"]
     measured: dict = {"n": n_big, "heads_flops_and_peaks": HEADS, "heads_timed": TIMED_HEADS, "head_dim": HEAD_DIM,
                       "batch": 1, "pass": "forward, float32, attention core"}
     decisions, speedups = [], {}
@@ -86,7 +90,7 @@ def strided_complexity(ctx: RunContext) -> Outcome:
 
     # Scaling in n at stride 4: tensor peak (fake mode, up to 16k: primary for memory) and time (real, supporting).
     stride = 4
-    mem_sizes = (512, 1024, 2048, 4096) if ctx.quick else (1024, 2048, 4096, 8192, 16384)
+    mem_sizes = ctx.sizes["peak_seq_lens"]
     peak_fns = {"strided optimized": lambda a, b, c: strided_sdpa(a, b, c, stride),
                 "strided reference (masked dense)": lambda a, b, c: _dense_masked_reference(a, b, c, stride),
                 "dense SDPA": F.scaled_dot_product_attention}
@@ -94,7 +98,7 @@ def strided_complexity(ctx: RunContext) -> Outcome:
     mem_fits = {label: fit_exponent_estimate(mem_sizes, values, deterministic=True) for label, values in peaks.items()}
     decisions.append(decide("peak_exponent_strided_optimized", mem_fits["strided optimized"].estimate,
                             at_most=PEAK_EXPONENT_MAX, min_r2=MIN_R2))
-    time_sizes = (256, 512, 1024) if ctx.quick else (512, 1024, 2048, 4096)
+    time_sizes = ctx.sizes["time_seq_lens"]
     round_times: dict[str, list[tuple[int, float]]] = {"strided": [], "dense": []}
     for n in time_sizes:
         tq, tk, tv = qkv(n, TIMED_HEADS, g, device=device)
