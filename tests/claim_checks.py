@@ -1,5 +1,6 @@
-"""Checks every family's experiment tests share: the rule states each decided threshold, and measured
-values are plain JSON (one type per key, no NaN, no tensors)."""
+"""Checks every family's experiment tests share: the rule states each decided threshold, measured values are
+plain JSON (one type per key, no NaN, no tensors), and a rule stated in float64 goes with a declared float64 need.
+Which claims a test runs is read from the claims' declarations (needs, timed), not from lists kept here."""
 from __future__ import annotations
 
 import json
@@ -28,32 +29,27 @@ def assert_plain_json(measured: dict) -> None:
 
 
 def float64_claims(*families: str) -> list[str]:
-    """IDs of the given families whose experiment refuses a device without float64: its code, or a study helper
-    it calls, returns when `float64_unavailable(ctx)` gives a reason. Read from the experiments themselves, so a
-    new float64 claim is checked without a list to update; one that uses float64 only for an optional part
-    (and runs without it) is not among them."""
-    from reprobench.claims.experiment import float64_unavailable, load_experiments
+    """IDs of the given families whose declaration says they need float64 (`experiment(..., needs=("float64",))`):
+    read from the declarations, so a new float64 claim is checked without a list to update."""
+    from reprobench.claims.experiment import declaration, load_experiments
 
-    return sorted(cid for cid, fn in load_experiments().items()
-                  if cid.split("-")[0] in families and _returns_on(fn, float64_unavailable, set()))
+    return sorted(cid for cid in load_experiments()
+                  if cid.split("-")[0] in families and "float64" in declaration(cid).needs)
 
 
-def _returns_on(fn, guard, seen: set) -> bool:
-    """Whether `fn`, or a function of its own package it names, has `if ...guard(...)...: ... return`."""
-    import ast
-    import inspect
-    import textwrap
+def untimed_claims(*families: str) -> list[str]:
+    """IDs of the given families not declared timed (`experiment(..., timed=True)`): their verdicts rest on no
+    wall-clock decision, so a quick run of each is cheap and repeatable enough for the test suite."""
+    from reprobench.claims.experiment import declaration, load_experiments
 
-    if fn in seen:
-        return False
-    seen.add(fn)
-    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and any(isinstance(s, ast.Return) for s in node.body) and any(
-                isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and fn.__globals__.get(c.func.id) is guard
-                for c in ast.walk(node.test)):
-            return True
-    package = fn.__module__.split(".")[0]
-    callees = [fn.__globals__.get(n.id) for n in ast.walk(tree) if isinstance(n, ast.Name)]
-    return any(inspect.isfunction(f) and f.__module__.split(".")[0] == package and _returns_on(f, guard, seen)
-               for f in callees)
+    return sorted(cid for cid in load_experiments() if cid.split("-")[0] in families and not declaration(cid).timed)
+
+
+def assert_float64_need_matches_rule(claim_id: str, outcome) -> None:
+    """A rule whose tolerances assume float64 says so ("float64" in its text), and then its claim declares the
+    need, so a device without float64 refuses it before it runs; a rule that does not say so declares none."""
+    from reprobench.claims.experiment import declaration
+
+    declared, stated = "float64" in declaration(claim_id).needs, "float64" in outcome.rule
+    assert declared == stated, (f"{claim_id}: the rule {'states' if stated else 'does not state'} float64 but the "
+                                f"declaration's needs are {declaration(claim_id).needs!r}: {outcome.rule}")

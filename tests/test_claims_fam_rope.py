@@ -1,6 +1,6 @@
 """FAM and ROPE experiments judge through decisions: the rule states every decided threshold,
-measured values stay plain JSON, the float64 checks refuse a device without float64, and
-the small helpers the experiments judge with do what their rules say."""
+measured values stay plain JSON, a rule stated in float64 declares the need and such claims refuse a device
+without float64, and the small helpers the experiments judge with do what their rules say."""
 from __future__ import annotations
 
 import math
@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from reprobench.claims.experiment import DECIDED_VERDICTS, RunContext, load_experiments
-from tests.claim_checks import assert_plain_json, assert_rule_states_every_threshold, float64_claims
+from tests.claim_checks import (assert_float64_need_matches_rule, assert_plain_json, assert_rule_states_every_threshold,
+                                float64_claims, untimed_claims)
 
-# The experiments cheap enough to run here (quick mode, nothing timed): a choice about
-# the suite's running time, not something the claims declare. The timed ones (FAM-03/07, ROPE-01/03/06) run
-# in `reprobench verify`.
-FAST = ["FAM-01", "FAM-02", "FAM-04", "FAM-05", "FAM-06", "ROPE-02", "ROPE-04", "ROPE-05", "ROPE-07"]
-FLOAT64 = float64_claims("FAM", "ROPE")  # read from the experiments: those that refuse a device without float64
+FAMILIES = ("FAM", "ROPE")
+# Read from the declarations: the claims not declared timed run here in quick mode (the timed ones run in
+# `reprobench verify`), and those declaring needs=("float64",) are checked on a device without it.
+UNTIMED = untimed_claims(*FAMILIES)
+FLOAT64 = float64_claims(*FAMILIES)
 
 
 def _run(claim_id, tmp_path, device="cpu"):
@@ -24,7 +25,7 @@ def _run(claim_id, tmp_path, device="cpu"):
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
-    """Each fast experiment once on the CPU (quick mode), shared by the checks below."""
+    """Each untimed experiment once on the CPU (quick mode), shared by the checks below."""
     cache = {}
 
     def get(claim_id):
@@ -35,21 +36,31 @@ def outcomes(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("claim_id", FAST)
+def test_the_declarations_name_claims_to_check():
+    # an empty parametrization would pass vacuously (a family renamed, a loader that found nothing)
+    assert UNTIMED and FLOAT64
+
+
+@pytest.mark.parametrize("claim_id", UNTIMED)
 def test_rule_states_every_decided_threshold(claim_id, outcomes):
     outcome = outcomes(claim_id)
     assert outcome.verdict in DECIDED_VERDICTS
     assert_rule_states_every_threshold(claim_id, outcome)
 
 
-@pytest.mark.parametrize("claim_id", FAST)
+@pytest.mark.parametrize("claim_id", UNTIMED)
 def test_measured_values_are_plain_json(claim_id, outcomes):
     assert_plain_json(outcomes(claim_id).measured)
 
 
+@pytest.mark.parametrize("claim_id", UNTIMED)
+def test_a_rule_stated_in_float64_declares_the_need(claim_id, outcomes):
+    assert_float64_need_matches_rule(claim_id, outcomes(claim_id))
+
+
 @pytest.mark.parametrize("claim_id", FLOAT64)
 def test_float64_checks_are_not_checkable_on_a_device_without_float64(claim_id, tmp_path):
-    # No MPS hardware is needed: the check returns before anything touches the device.
+    # No MPS hardware is needed: the declaration refuses the device before the experiment touches it.
     outcome = _run(claim_id, tmp_path, device="mps")
     assert outcome.verdict == "not-checkable-here"
     assert "float64" in outcome.evidence and not outcome.decisions
