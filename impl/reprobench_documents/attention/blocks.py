@@ -1,6 +1,6 @@
 """Attention blocks and the document's dynamic selection — EFF-10 (and EFF-09's guidance).
 
-Source: "Efficient Attention Mechanisms" (004_7701952726fa4164.txt):
+Source: "Efficient Attention Mechanisms" (documents/004_7701952726fa4164.txt):
 `HierarchicalAttentionBlock(dim, num_heads, attention_type='strided'|'local_global'|'cross_memory', ...)`
 "complete attention block with layer normalization and feed-forward network", called as `block(x)` or
 `block(x, memory=memory)`; `LinearAttentionBlock(attention_type='performer'|'mamba', ...)`; and

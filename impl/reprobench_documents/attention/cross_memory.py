@@ -1,6 +1,6 @@
 """Cross-memory attention: local tokens query a memory of past tokens — EFF-03, EFF-10.
 
-Source: "Efficient Attention Mechanisms" (004_7701952726fa4164.txt), `CrossMemoryAttention(dim, num_heads,
+Source: "Efficient Attention Mechanisms" (documents/004_7701952726fa4164.txt), `CrossMemoryAttention(dim, num_heads,
 dropout)`, called as `cross_attn(local_features, memory_tokens, residual=True)` and
 `cross_attn.fuse_with_memory(local, memory, fusion_ratio)` ("0 = local only, 1 = memory-only"),
 complexity O(n·m) for n local tokens and m memory tokens.

@@ -1,7 +1,7 @@
 """Standard (dense) multi-head self-attention: the "Standard" row of EFF-06/07/08 and the baseline
 every efficient variant is compared with.
 
-Source: "Efficient Attention Mechanisms" (004_7701952726fa4164.txt), efficiency table and benchmarks.
+Source: "Efficient Attention Mechanisms" (documents/004_7701952726fa4164.txt), efficiency table and benchmarks.
 Reference: explicit softmax(QKᵀ/√d)V, which materialises the (n × n) score and probability
 matrices. Optimized: torch's scaled_dot_product_attention, a fused kernel (flash attention on CPU
 and CUDA) that streams over key blocks and keeps only O(n·d) tensors alive.

@@ -1,7 +1,7 @@
 """Dynamic-weighting attention: cosine + covariance + variance scores mixed by predicted per-head
 weights, with chunking and an out-of-memory fallback — DW-05, DW-06, DW-07, DW-08.
 
-Source: "Dynamic Weighting Formula Implementation" (000_294012e263fd6301.txt):
+Source: "Dynamic Weighting Formula Implementation" (documents/000_294012e263fd6301.txt):
 ``Attention(dim, heads, dim_head, variant="cosine", dynamic_weight=True)`` called as
 ``attention(q, k, v, use_advanced=True, gamma=1.0, epsilon=1e-8)``, scores
 ``dots = w_cos·cosine_sim + w_cov·cov_component + w_var·var_component`` with ``weights =

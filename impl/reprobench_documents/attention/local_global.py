@@ -1,6 +1,6 @@
 """Local+global attention: a sliding window plus a few global tokens — EFF-02, EFF-06/07/08/09.
 
-Source: "Efficient Attention Mechanisms" (004_7701952726fa4164.txt), `LocalGlobalAttention(local_window,
+Source: "Efficient Attention Mechanisms" (documents/004_7701952726fa4164.txt), `LocalGlobalAttention(local_window,
 num_global_tokens, dim, num_heads, dropout)`: "each token attends to tokens within a local window;
 selected representative tokens attend globally", complexity O(n·w) + O(n·g). Reference pattern:
 Longformer (Beltagy et al., 2020), bidirectional (the document's example has no causal mask).

@@ -1,6 +1,6 @@
 """Mamba layer: a selective state-space model block — EFF-05, EFF-06/07/08/09.
 
-Source: "Efficient Attention Mechanisms" (004_7701952726fa4164.txt), `MambaLayer(dim, state_size,
+Source: "Efficient Attention Mechanisms" (documents/004_7701952726fa4164.txt), `MambaLayer(dim, state_size,
 expand_factor, dropout, dt_init)`: "selective state updates based on input", O(n), "efficient even for
 very long sequences". Method: Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State
 Spaces" (arXiv 2312.00752; the document links 2312.08129 by mistake), the block of its Figure 3:

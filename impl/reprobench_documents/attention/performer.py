@@ -1,6 +1,6 @@
 """Performer attention (FAVOR+) and its elu / relu linear-attention variants — EFF-04, EFF-06..09.
 
-Source: "Efficient Attention Mechanisms" (004_7701952726fa4164.txt), `PerformerAttention(dim, num_heads,
+Source: "Efficient Attention Mechanisms" (documents/004_7701952726fa4164.txt), `PerformerAttention(dim, num_heads,
 num_random_features, kernel_type, dropout)`: "approximates softmax(QKᵀ)V using random features",
 O(n·num_features). Method: Choromanski et al., "Rethinking Attention with Performers" (2020), FAVOR+.
 

@@ -1,6 +1,6 @@
 """Strided attention: each token attends only to every stride-th token — EFF-01, EFF-06/07/08.
 
-Source: "Efficient Attention Mechanisms" (004_7701952726fa4164.txt), `StridedAttention(stride, dim,
+Source: "Efficient Attention Mechanisms" (documents/004_7701952726fa4164.txt), `StridedAttention(stride, dim,
 num_heads, dropout)`, "each token attends only to every k-th token", complexity O(n²/stride).
 
 Which pattern. "Every k-th token" is read relative to the token itself: query i attends to keys

@@ -1,6 +1,6 @@
 """C4-equivariant convolution with a cached rotated filter bank — EQ-01, EQ-02, EQ-03.
 
-Source: "Sparse Attention + Group-Aware Homotopy" (003_cfb6f10add0ba6bf.txt), `EquivariantConv2d`
+Source: "Sparse Attention + Group-Aware Homotopy" (documents/003_cfb6f10add0ba6bf.txt), `EquivariantConv2d`
 and its "cache bug" fix. The document caches the bank of rotated filters and refreshes it when a
 key changes; it shows two keys:
 

@@ -1,6 +1,6 @@
 """Group-aware homotopy distance d_H and the two-phase (fit, then collapse) loop — EQ-08, EQ-09.
 
-Source: "Sparse Attention + Group-Aware Homotopy" (003_cfb6f10add0ba6bf.txt):
+Source: "Sparse Attention + Group-Aware Homotopy" (documents/003_cfb6f10add0ba6bf.txt):
 
     d_H(f*, f_i) = E_{x, g∈G} [ ||f*(x) - f_i(x)||²  +  ||f*(g·x) - g·f*(x)||² ]
 

@@ -1,6 +1,6 @@
 """Shared equivariant encoder + sparse attention + per-example adapters — EQ-04, EQ-05, EQ-07, EQ-10.
 
-Source: "Sparse Attention + Group-Aware Homotopy" (003_cfb6f10add0ba6bf.txt). The document replaces
+Source: "Sparse Attention + Group-Aware Homotopy" (documents/003_cfb6f10add0ba6bf.txt). The document replaces
 "one network per example" (``nn.ModuleList([...] for _ in range(N))``, "48,384 × N parameters, N
 separate forward passes") by a shared encoder, a ``SparseAttention`` over the examples' pooled
 features and low-rank per-example adapters ("14,976 + 256 × N parameters, 1 shared forward pass").

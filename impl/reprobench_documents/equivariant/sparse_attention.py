@@ -1,6 +1,6 @@
 """Top-k sparse attention over example features — EQ-06.
 
-Source: "Sparse Attention + Group-Aware Homotopy" (003_cfb6f10add0ba6bf.txt), `SparseAttention
+Source: "Sparse Attention + Group-Aware Homotopy" (documents/003_cfb6f10add0ba6bf.txt), `SparseAttention
 (k_neighbors=5)`: "each example attends to k nearest neighbors (sparse!)", "O(N·k) vs O(N²)".
 
 The documented forward, which the reference follows line by line:

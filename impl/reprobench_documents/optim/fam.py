@@ -1,6 +1,6 @@
 """Optimized FAM: the document's FAMOptimizer update, batched and free of host syncs — FAM-01..04.
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt); the reference is
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt); the reference is
 impl/reprobench_documents/optim/fam_reference.py (the document's code, per parameter, with ``.item()`` per band).
 
 Same rule, computed differently:

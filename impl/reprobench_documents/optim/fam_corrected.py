@@ -1,6 +1,6 @@
 """Corrected FAM: the document's rule with its four defects fixed — FAM-01, FAM-02, FAM-03.
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt). The reference
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt). The reference
 FAMOptimizer (impl/reprobench_documents/optim/fam_reference.py) keeps these defects on purpose; this variant fixes them,
 one property each (checked in suites/properties/test_fam.py and measured in FAM-01..03):
 1. Handler choice (FAM-02). The document's generator expression shadows ``name``, so every named

@@ -1,6 +1,6 @@
 """FAM's four frequency handlers as written, and the same band edges as (n_freqs, n_bands) matrices.
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt), section
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt), section
 "2. Parameter-Specific Handlers" — claims FAM-01 (band analysis and momentum rules), FAM-02.
 
 The handler classes are the document's code (loops, ``.item()`` and ``np.argmax`` included): the

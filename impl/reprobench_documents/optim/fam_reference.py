@@ -1,6 +1,6 @@
 """Reference FAMOptimizer: the document's code as written — FAM-01, FAM-02, FAM-03, FAM-04.
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt), section
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt), section
 "Frequency-Adaptive Momentum (FAM) Optimizer". Update rule per parameter with a gradient:
   grad += weight_decay * p;  if step > fam_start_step and numel > min_size:
       sample the gradient (numel > 10000: a random 64 x 64 row/col sub-block, or 1000 random

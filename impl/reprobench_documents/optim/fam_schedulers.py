@@ -1,6 +1,6 @@
 """FAMScheduler and FAMScheduler2 as written, and their closed forms as tensor expressions — FAM-06.
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt), "Mini version and
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt), "Mini version and
 schedulers". FAMScheduler: linear warmup from warmup_start_lr to the base lr over warmup_epochs,
 then cosine from the base lr to eta_min at max_epochs. FAMScheduler2: the same with an optional
 plateau until decay_start_step and ``+ 1e-8`` on every decay-phase lr.

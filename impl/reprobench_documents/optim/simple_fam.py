@@ -1,6 +1,6 @@
 """SimpleFAM: the document's "mini version" and a batched, sync-free twin — FAM-05.
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt), `SimpleFAM(params,
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt), `SimpleFAM(params,
 lr=0.001, alpha=0.9, beta=0.99)`. Rule per parameter with a gradient:
   if numel > 1000 and step > 100:  high_ratio = sum |rFFT(g[:1000])|[F//2:] / (sum |rFFT| + 1e-8)
                                    alpha_eff = min(0.98, alpha + 0.05 * high_ratio)

@@ -1,7 +1,7 @@
 """Argument checks and the memory-derived chunk size shared by the VICReg-style regularizers.
 
 Not a component (registers nothing). Source: "Dynamic Weighting Formula Implementation"
-(000_294012e263fd6301.txt), claims DW-02, DW-03, DW-04.
+(documents/000_294012e263fd6301.txt), claims DW-02, DW-03, DW-04.
 """
 from __future__ import annotations
 

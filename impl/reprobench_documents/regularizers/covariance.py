@@ -1,6 +1,6 @@
 """Covariance regularization (VICReg's off-diagonal covariance penalty) — DW-03, DW-04.
 
-Source: "Dynamic Weighting Formula Implementation" (000_294012e263fd6301.txt), section 3:
+Source: "Dynamic Weighting Formula Implementation" (documents/000_294012e263fd6301.txt), section 3:
 
     C = E_cᵀ E_c / (K - 1),   value = Σ_{i≠j} C_ij²      (E_c: E centered over samples)
 

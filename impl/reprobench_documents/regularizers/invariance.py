@@ -1,6 +1,6 @@
 """Invariance term: -log softmax(logits)[true_class] (cross-entropy) — DW-01.
 
-Source: "Dynamic Weighting Formula Implementation" (000_294012e263fd6301.txt), section 1:
+Source: "Dynamic Weighting Formula Implementation" (documents/000_294012e263fd6301.txt), section 1:
 
     def invariance(logits, true_class):
         probabilities = softmax(logits); p_true_class = probabilities[true_class]

@@ -1,6 +1,6 @@
 """Variance regularization (VICReg's variance hinge) — DW-02.
 
-Source: "Dynamic Weighting Formula Implementation" (000_294012e263fd6301.txt), section 2:
+Source: "Dynamic Weighting Formula Implementation" (documents/000_294012e263fd6301.txt), section 2:
 
     V(E) = Σ_dims max(0, γ - sqrt(Var_samples(E)[dim] + ε)) / m
 

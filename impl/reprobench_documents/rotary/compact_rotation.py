@@ -1,6 +1,6 @@
 """The document's "mini version": ``CompactRotation(dim, rot_pairs, rot_scale, rot_count)`` — ROPE-06.
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt), section "mini
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt), section "mini
 version": "a lightweight implementation option that maintains the core benefits while reducing
 computational overhead". It is ``RotaryEmbedding.rotations`` with a fixed direction of +1 and plain
 Python angles θ_k = 2π/len(pairs): for k < round(rot_scale·rot_count) it still builds a dense

@@ -1,6 +1,6 @@
 """The document's rotary code as written: the oracle every rotary reference calls (ROPE-01 … ROPE-07).
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt), section
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt), section
 "nDimensional Rotary Embedding (Givens-Quaternion with regular RoPE fall back)" — class
 ``RotaryEmbedding`` — and "mini version" — class ``CompactRotation``.
 

@@ -1,6 +1,6 @@
 """Givens rotations: the document's ``RotaryEmbedding.rotations`` path (use_quaternion=True) — ROPE-03.
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt): with
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt): with
 ``use_quaternion=True`` ``rotate_qk`` calls ``rotations(t)``, which for k < round(rot_scale·rot_count)
 builds a dense ``dims × dims`` Givens matrix G_k (cos θ_k on (i,i),(j,j), −sin θ_k at (i,j), sin θ_k at
 (j,i)) for pair (i, j) = (2k, 2k+1) and multiplies ``x @ G_k``; θ_k = direction·2π/n_pairs with

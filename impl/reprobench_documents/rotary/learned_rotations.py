@@ -1,6 +1,6 @@
 """Learned rotations: the document's ``RotaryEmbedding.learned_rotations`` — ROPE-07.
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt):
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt):
 ``learned_rotations(rotations, t, start_index=0, freq_ranges=None)`` "supports learnable rotation
 parameters, allowing the model to adapt positional embeddings to specific sequence patterns".
 ``rotations`` holds one angle per (position, pair): shape (seq, r); with ``freq_ranges`` (f,) each

@@ -1,6 +1,6 @@
 """The document's ``project_and_rotate``: project to 3D, rotate, project back — ROPE-04, ROPE-05.
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt),
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt),
 ``RotaryEmbedding(dim, use_quaternion=True, use_projection=True, proj_dim=3, proj_scale=0.1)``:
 "projects high-dimensional embeddings into 3D space for rotation, then projects back ... enabling
 true geometric rotations even for high-dimensional embeddings", with "SVD for orthogonal

@@ -1,7 +1,7 @@
 """Corrected projection rotation: a true rotation of R^d inside a low-dimensional subspace —
 restores ROPE-04 (norm/angle preservation, invertibility) and ROPE-03 at dims == 3.
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt),
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt),
 ``project_and_rotate``: "projects high-dimensional embeddings into 3D space for rotation, then
 projects back ... enabling true geometric rotations even for high-dimensional embeddings". The
 document's version shrinks vectors to 10–19 % of their norm (impl/reprobench_documents/rotary/projection.py). The

@@ -1,6 +1,6 @@
 """The document's quaternion rotation ``q_rotation(x, theta, u)`` — ROPE-02 (also used by ROPE-03).
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt),
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt),
 ``RotaryEmbedding.q_rotation``: "quaternion rotations ... enabling transformations in
 three-dimensional space", said to "better preserve geometric relationships".
 

@@ -1,6 +1,6 @@
 """Corrected quaternion rotation: the proper q x q* the document describes — restores ROPE-02.
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt), ``q_rotation``.
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt), ``q_rotation``.
 The document's formula drops sin(θ/2) (see impl/reprobench_documents/rotary/quaternion.py) and is not a rotation. This
 variant keeps its signature q(x (..., 3), theta, u) and computes the rotation by θ about the unit
 axis u, so it is orthogonal with det +1, preserves norms and angles, composes (R_a R_b = R_{a+b})

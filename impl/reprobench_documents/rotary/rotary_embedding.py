@@ -1,6 +1,6 @@
 """Standard rotary embedding: the document's ``RotaryEmbedding.rotate_qk`` path — ROPE-01.
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt), class
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt), class
 ``RotaryEmbedding(dim, theta, num_freqs, learned_freq, theta_rescale_factor, ...)`` with
 ``use_quaternion=False``: ``freqs = arange(num_freqs) * 2π/θ`` (a *linear* spectrum, learned by
 default), angle of pair k at position m = m·freqs[k], pairs are interleaved (2k, 2k+1) and only the

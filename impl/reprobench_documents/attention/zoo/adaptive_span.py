@@ -1,6 +1,6 @@
 """AdaptiveSpan: attention whose reach is a learned span with a soft ramp — ZOO-02, ZOO-06.
 
-Source: 002_3edd67eb5ef57768.txt, "1. Adaptive Span Attention": the document gives only
+Source: documents/002_3edd67eb5ef57768.txt, "1. Adaptive Span Attention": the document gives only
 ``AdaptiveSpan(BaseAttention).__init__(dims, head, max_dist, sharpen=True, temp_scale=0.01)`` with a
 learned ``span_scale = nn.Parameter(torch.tensor(1.0))`` and the line "dynamic adjustment of attention
 span ... optimizing computation while preserving modeling capacity". We implement the standard method

@@ -1,6 +1,6 @@
 """BaseAttention and calculate_attention: the core the attention zoo builds on — ZOO-01, ZOO-03.
 
-Source: "Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt), attention section.
+Source: "Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt), attention section.
 The document never shows these two; it only calls them: subclasses run
 ``super().__init__(dims, head, max_dist)`` and read ``self.head``, and MyelinatedLayer calls
 ``calculate_attention(q, k, v, mask, 1.0, BaseAttention.use_sdpa, is_causal=is_causal)`` and unpacks

@@ -1,6 +1,6 @@
 """IntegratedAttention: sliding-window adaptive span + content-dependent global attention — ZOO-06, ZOO-07.
 
-Source: 002_3edd67eb5ef57768.txt, "4. Integrated Local-Global Attention": the signature
+Source: documents/002_3edd67eb5ef57768.txt, "4. Integrated Local-Global Attention": the signature
 ``IntegratedAttention(dims, head, max_dist=512, win_size=256, max_span=384, temp_scale=0.01)``, the
 heads of ``slide_win(x, win_size, span_len, span_scale, mask)`` (``num_windows = ceil(ctx / win_size)``),
 ``should_update_key(x)`` (``predictor(x.mean(1)) > update_threshold``) and ``decide_jump``, each with a

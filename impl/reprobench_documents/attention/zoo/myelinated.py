@@ -1,6 +1,6 @@
 """MyelinatedLayer: node-importance gating, policy-driven layer jumps, working memory — ZOO-03, ZOO-07.
 
-Source: 002_3edd67eb5ef57768.txt, "2. MyelinatedLayer", given in full. Reference: the document's
+Source: documents/002_3edd67eb5ef57768.txt, "2. MyelinatedLayer", given in full. Reference: the document's
 forward as written (a while loop over layers with data-dependent `if`s, so it syncs with the host at
 every decision), with the smallest changes that make it run and testable (ZOO-03's deviations):
 

@@ -1,6 +1,6 @@
 """Refiner: tabular Q-learning over attention spans — ZOO-05.
 
-Source: 002_3edd67eb5ef57768.txt, "3. Reinforcement Learning Enhanced Attention": only
+Source: documents/002_3edd67eb5ef57768.txt, "3. Reinforcement Learning Enhanced Attention": only
 ``Refiner(states, actions, alpha=0.1, gamma=0.9, epsilon=0.1)`` with ``self.R = {}`` and "Q-learning
 for optimizing attention parameters ... learn optimal attention spans through exploration and
 exploitation". We implement the standard method: ε-greedy tabular Q-learning (Watkins 1989),

@@ -1,6 +1,6 @@
 """RelativeForce: force-field + multi-hop topological attention — ZOO-04.
 
-Source: 002_3edd67eb5ef57768.txt, "Dynamic Force Interactions in Multi-Point Systems.. attention",
+Source: documents/002_3edd67eb5ef57768.txt, "Dynamic Force Interactions in Multi-Point Systems.. attention",
 ``RelativeForce(dims, heads, hop_levels=3)``, given in full. Reference: the document's forward line by
 line, with the smallest changes that let it run (recorded in ZOO-04's deviations):
 

@@ -1,4 +1,4 @@
-"""Experiments for DCAL-01 … DCAL-11 ("Dual Cross-Attention Model Optimizations", seeds/001_128d0a2e45dbf7cd.txt).
+"""Experiments for DCAL-01 … DCAL-11 ("Dual Cross-Attention Model Optimizations", documents/001_128d0a2e45dbf7cd.txt).
 
 Sizes. The document's setting is DeiT-Small (dim 384, 12 blocks, 6 heads) fine-tuned at 448×448,
 i.e. N = 785 tokens. Where that fits the 40 s budget on one core we use it (rollout benchmark,

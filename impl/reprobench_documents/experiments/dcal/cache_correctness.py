@@ -20,7 +20,7 @@ RULE_07 = ("counterexamples (deterministic: a derandomized hypothesis search): h
 
 @experiment("DCAL-07", quick_judged=True, needs=("float64",),
             sizes={"full": {"max_examples": 200}, "quick": {"max_examples": 40}},
-            source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
+            source='documents/001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'The cache key is a hash of per-layer attention statistics (mean, std, ...), "memory efficient". '
                 'A cache must never return a result that differs from recomputation: check that for all inputs.'))
@@ -87,7 +87,7 @@ def cache_correctness(ctx: RunContext) -> Outcome:
 
 @experiment("DCAL-08", quick_judged=True,
             sizes={"full": {"sequence_repeats": 4}, "quick": {"sequence_repeats": 1}},
-            source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
+            source='documents/001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 '"LRU-style cache with configurable size limits"; hit/miss statistics (`get_cache_stats`, '
                 '`clear_attention_cache`).'))

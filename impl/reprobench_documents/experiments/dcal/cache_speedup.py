@@ -14,7 +14,7 @@ SHARE_OF_CLAIM = 0.8  # reproduced at >= 80% of the claimed speedup
 @experiment("DCAL-06", timed=True,
             sizes={"full": {"image_side": 224, "depth": 12, "rounds": 6, "min_run_time": 0.02},
                    "quick": {"image_side": 112, "depth": 4, "rounds": 3}},
-            source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
+            source='documents/001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'Rollout caching: "up to 60% faster evaluation on repeated patterns".'))
 def cache_speedup(ctx: RunContext) -> Outcome:

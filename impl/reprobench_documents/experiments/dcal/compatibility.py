@@ -17,7 +17,7 @@ RULE = ("exact counts and errors (deterministic, float64): (1) state-dict keys t
 
 
 @experiment("DCAL-09", needs=("float64",),
-            source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
+            source='documents/001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 '"Existing model checkpoints load without modification"; "default behavior unchanged (caching can'
                 ' be disabled)".'))

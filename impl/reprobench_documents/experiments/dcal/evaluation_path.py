@@ -10,7 +10,7 @@ from reprobench.registry import make_generator
 
 
 @experiment("DCAL-11", quick_judged=True, sizes={"full": {"image_side": 224}, "quick": {"image_side": 112}},
-            source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
+            source='documents/001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'Evaluation runs SA + GLCA only (PWCA is training-only); GLCA keeps the top `top_k_ratio` (0.1) '
                 'of queries by rollout.'))

@@ -18,7 +18,7 @@ def _param_bytes(module: torch.nn.Module) -> int:
 # --- DCAL-01: parameter storage ---------------------------------------------------------------------
 
 @experiment("DCAL-01",
-            source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
+            source='documents/001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'PWCA that reuses the SA block\'s qkv parameters directly gives "50% reduction in parameter '
                 'storage during training" against a PWCA that copies the weights into new modules.'))
@@ -79,7 +79,7 @@ def _training_step_peak(weights: str, side: int, depth: int, fake: bool, device:
 
 
 @experiment("DCAL-03",
-            source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
+            source='documents/001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 '"Memory usage: 25% reduction overall" from eliminating weight copying.'))
 def memory_overall(ctx: RunContext) -> Outcome:

@@ -18,7 +18,7 @@ RULE = (f"exact errors (float64, both twins, deterministic): max |PWCA(x, x) - S
 
 @experiment("DCAL-04", quick_judged=True, needs=("float64",),
             sizes={"full": {"tokens": 197}, "quick": {"tokens": 50}},
-            source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
+            source='documents/001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'PWCA: queries of image 1 attend to concatenated keys and values of images 1 and 2. (Property: '
                 'what must PWCA return when image 2 equals image 1?)'))

@@ -20,7 +20,7 @@ def time_saved(speedup: Estimate) -> Estimate:
 @experiment("DCAL-02", quick_judged=True, timed=True,
             sizes={"full": {"tokens": (50, 129, JUDGED_N), "min_run_time": 0.1},
                    "quick": {"tokens": (129, JUDGED_N), "min_run_time": 0.02}},
-            source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
+            source='documents/001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'Same change: "~30% faster PWCA computation (no weight copying)".'))
 def pwca_time(ctx: RunContext) -> Outcome:

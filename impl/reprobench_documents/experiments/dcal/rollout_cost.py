@@ -18,7 +18,7 @@ TARGET_SPEEDUP = 20.0  # the optimized twin's benchmark target at DeiT-Small@448
 @experiment("DCAL-05", timed=True,
             sizes={"full": {"bench_tokens": (197, 393, 785), "min_run_time": 0.2},
                    "quick": {"bench_tokens": (197,), "min_run_time": 0.02}},
-            source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
+            source='documents/001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'Attention rollout costs O(L x N^3) per GLCA forward pass (L layers, N tokens).'))
 def rollout_cost(ctx: RunContext) -> Outcome:

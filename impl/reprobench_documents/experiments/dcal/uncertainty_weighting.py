@@ -16,7 +16,7 @@ RULE = ("exact values (deterministic SGD on fixed losses, float64): (1) task wei
 
 @experiment("DCAL-10", quick_judged=True, needs=("float64",),
             sizes={"full": {"steps": 400}, "quick": {"steps": 200}},
-            source='001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
+            source='documents/001_128d0a2e45dbf7cd.txt (Dual Cross-Attention Model Optimizations)',
             text=(
                 'Uncertainty-weighted loss (Kendall et al.) balances the SA, GLCA and PWCA losses automatically; '
                 'weights are reported.'))

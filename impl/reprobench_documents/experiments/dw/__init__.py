@@ -1,4 +1,4 @@
-"""DW-01 … DW-08: "Dynamic Weighting Formula Implementation" (000_294012e263fd6301.txt).
+"""DW-01 … DW-08: "Dynamic Weighting Formula Implementation" (documents/000_294012e263fd6301.txt).
 
 Components: regularizers.invariance / .variance / .covariance and attention.dynamic_weighting.
 Every rule below is written before its measurement and only reads the measured numbers.

@@ -37,7 +37,7 @@ def _fake_flops(fn, n: int, d: int, device: torch.device) -> int:
 @experiment("DW-04", quick_judged=True, needs=("float64",),
             sizes={"full": {"timing_dims": 8192, "timing_rounds": 1},
                    "quick": {"timing_dims": 1024, "timing_rounds": 2}},
-            source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
+            source='documents/000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 '"Covariance matrix computed in chunks (OOM prevention)" and "chunk size adapts based on '
                 'available memory": chunked result equals the unchunked one; peak memory bounded as the chunk '

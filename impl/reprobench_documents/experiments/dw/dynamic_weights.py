@@ -16,7 +16,7 @@ RULE = ("exact values over the inputs (float64, deterministic draws), three deci
 
 @experiment("DW-05", quick_judged=True, needs=("float64",),
             sizes={"full": {"inputs": 50}, "quick": {"inputs": 10}},
-            source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
+            source='documents/000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 'Dynamic weights: a small network predicts [heads, 3] weights that sum to 1 (softmax) and change '
                 'with the input.'))

@@ -88,7 +88,7 @@ def _load_digits() -> np.ndarray:
 @experiment("DW-08",
             sizes={"full": {"seeds": 5, "train_steps": 60, "test_episodes": 256},
                    "quick": {"seeds": 2, "train_steps": 10, "test_episodes": 64}},
-            source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
+            source='documents/000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 '"Improves few-shot learning accuracy": a small few-shot task on data that ships with a package '
                 '(no download), dynamic weighting against plain attention, several seeds.'))

@@ -18,7 +18,7 @@ REFERENCE_SHARE = 0.10  # at least it must stay within this share of the documen
 
 @experiment("DW-07", quick_judged=True,
             sizes={"full": {"time_tokens": (64, 128, 256)}, "quick": {"time_tokens": (32, 64, 128)}},
-            source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
+            source='documents/000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 '"Avoids materializing large intermediate tensors", "scalable to various model sizes": peak '
                 'memory of the layer against plain attention across sizes.'))

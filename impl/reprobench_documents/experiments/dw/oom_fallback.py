@@ -13,7 +13,7 @@ from reprobench.registry import make_generator
 
 
 @experiment("DW-06",
-            source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
+            source='documents/000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 '"Fallback to basic attention if advanced fails; graceful degradation when OOM occurs": inject a '
                 'failure / OOM in the advanced path; the layer returns the basic attention output with a warning.'))

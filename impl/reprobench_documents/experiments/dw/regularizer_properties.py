@@ -27,7 +27,7 @@ RULE_01 = ("exact errors (float64, deterministic draws): (1) max |CE - (1 - cos(
 
 @experiment("DW-01", quick_judged=True, needs=("float64",),
             sizes={"full": {"draws": 1000}, "quick": {"draws": 200}},
-            source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
+            source='documents/000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 'Invariance term is -log softmax(logits)[true_class] (cross-entropy); the text says it is '
                 '"implemented via cosine similarity". Check the formula against the cosine-similarity '
@@ -94,7 +94,7 @@ RULE_02 = ("exact errors and counts over the trials (float64, deterministic draw
 
 @experiment("DW-02", quick_judged=True, needs=("float64",),
             sizes={"full": {"trials": 40}, "quick": {"trials": 10}},
-            source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
+            source='documents/000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 'Variance regularization: sum over dims of max(0, gamma - sqrt(var + eps)), divided by the number'
                 ' of samples (torch version; the numpy version divides by an undefined `m`). Check: zero when '
@@ -146,7 +146,7 @@ RULE_03 = ("exact errors over the trials (float64, deterministic draws), six dec
 
 @experiment("DW-03", quick_judged=True, needs=("float64",),
             sizes={"full": {"trials": 40}, "quick": {"trials": 10}},
-            source='000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
+            source='documents/000_294012e263fd6301.txt (Dynamic Weighting Formula Implementation)',
             text=(
                 'Covariance regularization: sum of squared off-diagonal entries of the (K-1)-normalised '
                 'covariance. Check: zero for decorrelated data, invariant to sample order and shift, scales as '

@@ -1,4 +1,4 @@
-"""Experiments for EFF-01 … EFF-10 ("Efficient Attention Mechanisms", 004_7701952726fa4164.txt).
+"""Experiments for EFF-01 … EFF-10 ("Efficient Attention Mechanisms", documents/004_7701952726fa4164.txt).
 
 Complexity claims are checked on FLOPs and tensor peaks fitted over an n sweep in FakeTensorMode
 (deterministic, any size) and on wall time over a smaller real sweep; the headline performance

@@ -11,7 +11,7 @@ EXPECTED_PICKS = {256: "local_global", 511: "local_global", 512: "strided", 4095
 
 
 @experiment("EFF-10", quick_judged=True, sizes={"full": {"n": 512}, "quick": {"n": 64}},
-            source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
+            source='documents/004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'HierarchicalAttentionBlock / LinearAttentionBlock / get_attention: every documented '
                 'attention_type builds and runs; memory passes through for cross_memory.'))

@@ -14,7 +14,7 @@ EXPONENT_BAND = (0.85, 1.15)  # O(n·m): linear in each of n and m, ± 0.15
 
 
 @experiment("EFF-03",
-            source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
+            source='documents/004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'CrossMemoryAttention: O(n.m); residual switch; fuse_with_memory(fusion_ratio): 0 = local only, 1'
                 ' = memory only.'))

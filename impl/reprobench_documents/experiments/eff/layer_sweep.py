@@ -102,7 +102,7 @@ def _cached_sweep(ctx, sizes, quad_max):
 @experiment("EFF-06", timed=True,
             sizes={"full": {"n_compared": 4096, "min_run_time": 0.05, "peak_seq_lens": (1024, 2048, 4096)},
                    "quick": {"n_compared": 1024, "min_run_time": 0.02, "peak_seq_lens": (512, 1024)}},
-            source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
+            source='documents/004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'Efficiency table: Standard slow < Strided medium < Local+Global fast < Performer, Mamba very '
                 'fast; memory O(n^2) / O(n^2/k) / O(n.w) / O(n) / O(n).'))
@@ -213,7 +213,7 @@ def _all_faster(ctx: RunContext, n: int, slower: tuple[str, ...], faster: tuple[
             # full run: every variant measured at every n, none extrapolated (quadratic_max_n = the last n)
             sizes={"full": {"sweep_seq_lens": (256, 512, 1024, 2048, 4096, 8192, 16384), "quadratic_max_n": 16384},
                    "quick": {"sweep_seq_lens": (256, 512, 1024, 2048), "quadratic_max_n": 1024}},
-            source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
+            source='documents/004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'Guidance: standard below 512 tokens, strided / local+global for 512-2048, Performer / Mamba '
                 'above 2048. Measure the crossover lengths.'))

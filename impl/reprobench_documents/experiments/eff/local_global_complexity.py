@@ -30,7 +30,7 @@ def _fwd_bwd(fn, tensors):
 
 @experiment("EFF-02", quick_judged=True,
             sizes={"full": {"speed_n": 8192, "speed_rounds": 2}, "quick": {"speed_n": 2048, "speed_rounds": 1}},
-            source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
+            source='documents/004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'LocalGlobalAttention: O(n.w) + O(n.g).'))
 def local_global_complexity(ctx: RunContext) -> Outcome:

@@ -23,7 +23,7 @@ SCAN_TARGET = 4.0  # the harness's target for the chunked scan over the sequenti
                             "time_min_run_time": 0.05, "scan_L": 4096, "scan_min_run_time": 0.2},
                    "quick": {"peak_seq_lens": (1024, 4096), "time_seq_lens": (256, 512, 1024),
                              "time_min_run_time": 0.02, "scan_L": 1024, "scan_min_run_time": 0.05}},
-            source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
+            source='documents/004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'MambaLayer: O(n), "efficient even for very long sequences".'))
 def mamba_linear(ctx: RunContext) -> Outcome:

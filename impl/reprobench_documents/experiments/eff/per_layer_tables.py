@@ -61,7 +61,7 @@ def _layer_peak(name: str, n: int, overrides_items: tuple, which: str, backward:
 
 
 @experiment("EFF-07",
-            source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
+            source='documents/004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'Memory per layer, batch 1: Standard (n = 1024) ~1.5 GB, Strided (stride 4) ~0.4 GB, Performer '
                 '~0.2 GB, Mamba ~0.15 GB.'))
@@ -125,7 +125,7 @@ def memory_per_layer(ctx: RunContext) -> Outcome:
             # rows_max_n: rows are run at min(their n, this); a row whose n exceeds it is not compared
             sizes={"full": {"rows_max_n": max(n for *_, n, _ in SPEED_ROWS), "min_run_time": 0.05},
                    "quick": {"rows_max_n": 2048, "min_run_time": 0.02}},
-            source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
+            source='documents/004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'Speed, batch 1: Standard (n = 512) ~50 ms, Strided (n = 512) ~15 ms, Performer (n = 8192) ~80 '
                 'ms, Mamba (n = 8192) ~60 ms ("approximate, vary by hardware": check the ratios here).'))

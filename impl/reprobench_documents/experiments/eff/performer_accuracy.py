@@ -95,7 +95,7 @@ def _feature_bias(draw, g):
                             "accuracy_seq_lens": (256, 1024, 4096), "speed_n": 8192},
                    "quick": {"cost_seq_lens": (1024, 4096), "error_features": (64, 256, 1024, 4096), "seeds": 2,
                              "accuracy_seq_lens": (256, 1024), "speed_n": 2048}},
-            source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
+            source='documents/004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'PerformerAttention (FAVOR+): O(n.r) and "no accuracy loss for long sequences"; "more features = '
                 'more accurate". Also offered with kernel_type \'elu\' / \'relu\'.'))

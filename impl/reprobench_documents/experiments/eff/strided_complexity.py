@@ -47,7 +47,7 @@ def _fake_peak(fn, n, device):
                             "peak_seq_lens": (1024, 2048, 4096, 8192, 16384), "time_seq_lens": (512, 1024, 2048, 4096)},
                    "quick": {"n": 1024, "strides": (4,), "min_run_time": 0.02,
                              "peak_seq_lens": (512, 1024, 2048, 4096), "time_seq_lens": (256, 512, 1024)}},
-            source='004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
+            source='documents/004_7701952726fa4164.txt (Efficient Attention Mechanisms)',
             text=(
                 'StridedAttention: O(n^2/stride) time and memory.'))
 def strided_complexity(ctx: RunContext) -> Outcome:

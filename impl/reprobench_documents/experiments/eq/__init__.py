@@ -1,7 +1,7 @@
 """EQ-01 … EQ-10: equivariant conv and its cache, top-k sparse attention, shared encoder + adapters,
 group-aware homotopy distance.
 
-Source: "Sparse Attention + Group-Aware Homotopy" (003_cfb6f10add0ba6bf.txt). Components live in
+Source: "Sparse Attention + Group-Aware Homotopy" (documents/003_cfb6f10add0ba6bf.txt). Components live in
 impl/reprobench_documents/equivariant/. All data are synthetic and made here: random grids labelled by a fixed random
 C4-equivariant teacher network.
 

@@ -18,7 +18,7 @@ RULE = (f"exact error (float64, deterministic draws): max |f(g.x) - g.f(x)| / ma
 
 @experiment("EQ-03", quick_judged=True, needs=("float64",),
             sizes={"full": {"grids": (7, 8, 15)}, "quick": {"grids": (7,)}},
-            source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
+            source='documents/003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'The layer is equivariant to the group action (C4 rotations): f(g.x) = g.f(x).'))
 def c4_equivariance(ctx: RunContext) -> Outcome:

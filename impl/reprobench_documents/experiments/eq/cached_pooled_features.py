@@ -16,7 +16,7 @@ RULE = ("exact errors (float64, deterministic draws), three decisions: the wrapp
 
 
 @experiment("EQ-10", needs=("float64",),
-            source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
+            source='documents/003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 '"Fix 2: pooled features caching": the adapter wrapper reuses pooled features cached (detached) '
         "by the last forward pass. Check that the wrapper's output for an input equals a fresh "

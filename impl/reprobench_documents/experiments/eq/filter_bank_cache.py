@@ -60,7 +60,7 @@ RULE_01 = ("exact values of one seeded float64 training run (deterministic), thr
 
 
 @experiment("EQ-01", needs=("float64",),
-            source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
+            source='documents/003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
         "EquivariantConv2d's filter cache keyed by `hash(data_ptr())` never refreshes after in-place "
         'updates: loss frozen (47.13 -> 47.13 -> 47.13).'))
@@ -140,7 +140,7 @@ RULE_02 = ("exact values and counts (seeded float64 training, float32 layers; de
 
 @experiment("EQ-02", quick_judged=True, needs=("float64",),
             sizes={"full": {"bench_rounds": 3}, "quick": {"bench_rounds": 2}},
-            source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
+            source='documents/003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'The fix keys the cache by (data_ptr, norm): "training completely broken -> now working '
                 'perfectly" (421 -> 0.10). Check that the fixed cache refreshes after every change of the '

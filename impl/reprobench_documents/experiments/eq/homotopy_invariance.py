@@ -20,7 +20,7 @@ RULE = ("exact errors (float64, deterministic draws), three decisions: G-invaria
 
 
 @experiment("EQ-08", needs=("float64",),
-            source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
+            source='documents/003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'Group-aware homotopy distance d_H = E_{x,g}[|f*(x) - f_i(x)|^2 + |f*(g.x) - g.f*(x)|^2] "is '
                 'G-invariant"; its equivariance term vanishes for equivariant f*.'))

@@ -15,7 +15,7 @@ def _counts(n, feature_dim=16, rank=8):
 
 
 @experiment("EQ-04",
-            source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
+            source='documents/003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'Parameters: separate networks cost 48,384 x N; shared encoder + adapters 14,976 + 256 x N; N = '
                 '10: 483,840 -> 17,536 (96% reduction).'))
@@ -60,7 +60,7 @@ def parameter_counts(ctx: RunContext) -> Outcome:
 
 
 @experiment("EQ-05",
-            source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
+            source='documents/003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'Quick test: "individual params: 12, canonical params: 14,976, ratio 0.08% (1248x reduction)". '
                 'Consistent with EQ-04?'))

@@ -16,7 +16,7 @@ MIN_SPEEDUP = 1.2  # "instead of N separate passes" read as at least 1.2× faste
 @experiment("EQ-07", quick_judged=True, timed=True,
             sizes={"full": {"example_counts": (3, JUDGED_N, 30), "min_run_time": 0.05},
                    "quick": {"example_counts": (JUDGED_N,), "min_run_time": 0.02}},
-            source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
+            source='documents/003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'Shared encoder: "1 shared forward pass" instead of N separate passes: speed.'))
 def shared_forward_speed(ctx: RunContext) -> Outcome:

@@ -15,7 +15,7 @@ EXPONENT_BAND = (0.8, 1.2)  # O(N·k) with k fixed: an exponent in N within 1 ±
 @experiment("EQ-06", quick_judged=True,
             sizes={"full": {"time_examples": (512, 1024, 2048, 4096), "min_run_time": 0.02},
                    "quick": {"time_examples": (128, 256, 512), "min_run_time": 0.01}},
-            source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
+            source='documents/003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'SparseAttention keeps the top-k (k = 5) neighbours per example: "O(N.k) vs O(N^2)". Check '
                 'complexity of the documented forward pass, not only of the attention that survives.'))

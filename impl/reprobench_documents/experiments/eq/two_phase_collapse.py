@@ -24,7 +24,7 @@ RULE = ("training runs over seeds: the phase-2 collapse 1 - d_H(end) / d_H(end o
                             "fresh_wrapper_run": True},
                    "quick": {"epochs": (12, 12), "min_seeds": 2, "seed_budget_s": SEED_BUDGET_S / 4,
                              "fresh_wrapper_run": False}},
-            source='003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
+            source='documents/003_cfb6f10add0ba6bf.txt (Sparse Attention + Group-Aware Homotopy)',
             text=(
                 'Two-phase training: phase 1 fits examples, phase 2 collapses the homotopy distance by 99.999% '
                 '(60,913 -> 594 -> 0.0055) while the canonical loss falls (421 -> 7 -> 0.10). Reproduce the shape'

@@ -1,5 +1,5 @@
 """FAM-01 .. FAM-07: the frequency-adaptive momentum optimizers of
-"Neural Network Optimizations and Embeddings" (002_3edd67eb5ef57768.txt).
+"Neural Network Optimizations and Embeddings" (documents/002_3edd67eb5ef57768.txt).
 
 Every check runs the document's code (impl/reprobench_documents/optim/fam_reference.py, simple_fam.py, fam_schedulers.py)
 unless it says otherwise; the corrected variant (impl/reprobench_documents/optim/fam_corrected.py) is measured beside it

@@ -29,7 +29,7 @@ def _spectra(length, generator, device):
 
 
 @experiment("FAM-01",
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'Gradient samples are analysed by rFFT into n_bands normalised band powers; per-handler momentum '
                 'rules (default, conv with log-spaced bands, attention with finer high bands, embedding) move the'

@@ -17,7 +17,7 @@ RULE = ("counts (deterministic), two decisions: dump steps missing or extra agai
 
 
 @experiment("FAM-04", logic="all-of",
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'Debug mode writes band/alpha history to JSON every `debug_interval` steps.'))  # one property: a dump with the history, every interval
 def debug_dumps(ctx: RunContext) -> Outcome:

@@ -13,7 +13,7 @@ RULE = (f"a count (deterministic): groups of the {CASES} named ones to which FAM
 
 
 @experiment("FAM-02",
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
         "Handlers are chosen from parameter-group names: 'conv' -> conv; 'attention'/'mha'/'self_attn' ->"
         " attention; 'embed'/'token' -> embedding; otherwise default."))

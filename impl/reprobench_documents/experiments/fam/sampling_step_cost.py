@@ -43,7 +43,7 @@ def _bench_model(n_params: int, generator, device):
 @experiment("FAM-03", quick_judged=True, needs=("float64",),
             sizes={"full": {"bench_params": 10_000_000, "min_run_time": 0.1},
                    "quick": {"bench_params": 1_000_000, "min_run_time": 0.05}},
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'FAM applies only after `fam_start_step` and to tensors with more than `min_size` elements; large'
                 ' tensors are sampled (64 x 64 sub-block, or 1000 elements); otherwise plain momentum (the text '

@@ -29,7 +29,7 @@ def off_target(value: float, target: float, rel: float) -> int:
 
 
 @experiment("FAM-06", needs=("float64",),
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'FAMScheduler: linear warmup from warmup_start_lr to base lr, then cosine to eta_min. '
                 'FAMScheduler2: warmup, optional plateau, cosine decay (+1e-8).'))

@@ -16,7 +16,7 @@ RULE = (f"an exact error (float64 parameters, deterministic draws), one decision
 
 
 @experiment("FAM-05", needs=("float64",),
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'SimpleFAM: after 100 steps, for tensors over 1000 elements, alpha_eff = min(0.98, alpha + 0.05 *'
                 ' high-frequency ratio).'))

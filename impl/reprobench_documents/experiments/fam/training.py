@@ -84,7 +84,7 @@ def _train(make_opt, seed, steps, data, device):
 @experiment("FAM-07",
             sizes={"full": {"steps": 200, "seed_budget_s": SEED_BUDGET_S},
                    "quick": {"steps": 40, "seed_budget_s": SEED_BUDGET_S / 4}},
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'Motivation: frequency-adaptive momentum helps optimisation of attention/embedding/conv '
                 'parameters. Train a small model with FAM, SimpleFAM and SGD-momentum/AdamW baselines, same '

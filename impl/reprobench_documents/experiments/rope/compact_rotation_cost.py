@@ -28,7 +28,7 @@ RULE = (f"same input and rotation (float32, 1x8x512x64, rot_count=32, direction 
 
 @experiment("ROPE-06", quick_judged=True, timed=True,
             sizes={"full": {"min_run_time": 0.05}, "quick": {"min_run_time": 0.02}},
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'CompactRotation is "lightweight, reducing computational overhead while maintaining flexibility":'
         " time and memory against RotaryEmbedding's rotations path; outputs agree where they should."))

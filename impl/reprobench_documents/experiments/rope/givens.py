@@ -25,7 +25,7 @@ RULE = (f"exact errors (float64, every dims in 2..12, all pairs i<j, θ on a gri
 @experiment("ROPE-03", logic="all-of", quick_judged=True, needs=("float64",),
             sizes={"full": {"largest_dims": 12, "angles": 13, "bench_tokens": 1024, "min_run_time": 0.05},
                    "quick": {"largest_dims": 8, "angles": 7, "bench_tokens": 256, "min_run_time": 0.02}},
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'Givens `rotation_matrix` gives rotations in the (i, j) plane; for dims == 3 it is averaged with '
                 'the quaternion rotation. Check orthogonality and det = +1 for every dims.'))  # "gives Givens rotations" must hold for every dims, 3 included

@@ -19,7 +19,7 @@ RULE = ("counts (float64, deterministic draws), two decisions: torch.autograd.gr
 
 
 @experiment("ROPE-07", needs=("float64",),
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'learned_rotations / freq_ranges: learnable rotation parameters are differentiable and applied '
                 'per position.'))

@@ -21,7 +21,7 @@ RULE = (f"counts and exact errors (float32 as a model runs it, dim 64, inputs N(
 
 
 @experiment("ROPE-05", quick_judged=True, sizes={"full": {"tokens": 512}, "quick": {"tokens": 128}},
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 '"SVD for orthogonal initialization, aimed at maintaining numerical stability": NaN/inf behaviour'
                 ' on large inputs (the code rescales norms above 1e3 and falls back on NaN).'))

@@ -35,7 +35,7 @@ def _device(module) -> torch.device:
 
 @experiment("ROPE-04", logic="all-of", quick_judged=True, needs=("float64",),
             sizes={"full": {"tokens": 1024}, "quick": {"tokens": 256}},
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 '`project_and_rotate` projects to 3D, rotates, projects back with an SVD-based pseudo-inverse, '
                 '"enabling true geometric rotations even for high-dimensional embeddings". Check norm/angle '

@@ -22,7 +22,7 @@ RULE = (f"exact errors (float64, unit vectors, an angle grid in [-2π, 2π] and 
 
 @experiment("ROPE-02", quick_judged=True, needs=("float64",),
             sizes={"full": {"angles": 33, "axes": 8}, "quick": {"angles": 17, "axes": 4}},
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'Quaternion rotation `q_rotation` performs 3D rotations ("better preserve geometric '
                 'relationships"): orthogonality, norm preservation, composition.'))

@@ -40,7 +40,7 @@ def bf16_words(reference: float | None, optimized: float | None) -> str:
 
 @experiment("ROPE-01", quick_judged=True, needs=("float64",),
             sizes={"full": {"tokens": 4096}, "quick": {"tokens": 1024}},
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'RotaryEmbedding (standard path): freqs = arange(num_freqs) * 2*pi/theta, learned by default; '
                 'rotate_qk applies cos/sin with rotate_half. Check: norm preserved, <R_m q, R_n k> depends only '

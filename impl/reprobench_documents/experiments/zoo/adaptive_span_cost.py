@@ -17,7 +17,7 @@ MAX_ABS_DIFF = 1e-4  # float32: the span-restricted path equals the dense refere
 
 @experiment("ZOO-02", quick_judged=True, timed=True,
             sizes={"full": {"min_run_time": 0.1}, "quick": {"min_run_time": 0.04}},
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'AdaptiveSpan: learned span scale "optimizing computation while preserving modeling capacity": '
                 'span mask soft and differentiable; cost against full attention.'))

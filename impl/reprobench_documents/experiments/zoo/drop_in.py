@@ -26,7 +26,7 @@ def _zoo_modules(dims, heads, device):
 
 
 @experiment("ZOO-01",
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 '"Many can be used as drop-in replacements for nn.MultiheadAttention": call signature and output '
                 'shapes against nn.MultiheadAttention.'))

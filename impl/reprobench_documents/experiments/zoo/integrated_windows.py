@@ -15,7 +15,7 @@ FLOAT32_TOLERANCE = 1e-4  # banded optimized windows against the reference's win
 
 @experiment("ZOO-06", quick_judged=True, needs=("float64",),  # window = sequence checked to 1e-10
             sizes={"full": {"n": 2048}, "quick": {"n": 1024}},  # the FLOP-ratio and timing length
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'IntegratedAttention: sliding windows (`slide_win`) + adaptive span + global attention; equals '
                 'full attention when the window covers the sequence.'))

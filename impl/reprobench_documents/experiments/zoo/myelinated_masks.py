@@ -12,7 +12,7 @@ ROW_SUM_TOLERANCE = 1e-5  # float32 rows of a softmax sum to 1 within this
 
 @experiment("ZOO-03", logic="all-of", quick_judged=True,
             sizes={"full": {"inputs": 8}, "quick": {"inputs": 3}},  # worst case over this many random inputs
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'MyelinatedLayer: node-importance gating, policy-driven layer jumps, working memory; every '
                 'attention row it uses sums to 1 over unmasked keys; masks do what they say.'))  # rows sum to 1 over the unmasked keys: no weight on masked ones

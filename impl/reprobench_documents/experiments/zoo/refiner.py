@@ -12,7 +12,7 @@ CONVERGED_SHARE = 0.9  # the share of independent learners that must reach the o
 
 
 @experiment("ZOO-05", needs=("float64",),  # the batched run must equal the Python-float reference exactly
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'Refiner: Q-learning over attention spans converges on a toy reward.'))
 def refiner_converges(ctx: RunContext) -> Outcome:

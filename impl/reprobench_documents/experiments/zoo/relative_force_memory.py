@@ -23,7 +23,7 @@ GRAD_SPREAD_MIN = 1e-6  # direction-sensitive: the modulator's gradient varies a
                             "values_at_benchmark_n": True},
                    "quick": {"peak_seq_lens": (256, 512), "value_check_n": 64, "speed_rounds": 1,
                              "values_at_benchmark_n": False}},
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'RelativeForce: force + multi-hop topological attention; cost of the [batch, seq, seq, dim] '
                 'tensors; memory against standard attention.'))

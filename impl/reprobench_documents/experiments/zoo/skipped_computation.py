@@ -12,7 +12,7 @@ SKIPPED_SHARE_MIN = 0.05  # "skip unnecessary computation": more than 5% of the 
 
 
 @experiment("ZOO-07", logic="all-of",
-            source='002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
+            source='documents/002_3edd67eb5ef57768.txt (Neural Network Optimizations and Embeddings)',
             text=(
                 'Content-dependent key/value updates (`should_update_key`) and dynamic layer skipping '
                 '(`decide_jump`) "learn when to skip unnecessary computation": measure compute skipped.'))  # "learn when to skip": skipping AND a gradient to learn it

@@ -1,5 +1,5 @@
 """DCAL — dual cross-attention learning (Zhu et al., CVPR 2022) as described in "Dual Cross-Attention
-Model Optimizations" (seeds/001_128d0a2e45dbf7cd.txt), claims DCAL-01 … DCAL-11.
+Model Optimizations" (documents/001_128d0a2e45dbf7cd.txt), claims DCAL-01 … DCAL-11.
 
 One module per component: rollout (attention rollout, full product vs CLS-row chain), pwca (before:
 weights copied into a fresh module per call; after: SA's qkv used directly), glca (top-R queries by

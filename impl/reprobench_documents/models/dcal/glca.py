@@ -1,6 +1,6 @@
 """Global-local cross-attention (GLCA) — DCAL-11.
 
-Source: "Dual Cross-Attention Model Optimizations" (001_128d0a2e45dbf7cd.txt) and the DCAL paper
+Source: "Dual Cross-Attention Model Optimizations" (documents/001_128d0a2e45dbf7cd.txt) and the DCAL paper
 (Zhu et al., CVPR 2022, eq. 2): take the CLS row of the attention rollout, keep the R = ⌈r·(N−1)⌉
 patch tokens with the highest accumulated attention (r = `top_k_ratio`, 0.1 in the paper), and let
 only their queries attend to all N keys and values:

@@ -1,6 +1,6 @@
 """DualAttentionModel: SA + GLCA + PWCA on a ViT backbone — DCAL-03, -06, -08, -09, -11.
 
-Source: "Dual Cross-Attention Model Optimizations" (001_128d0a2e45dbf7cd.txt), usage section:
+Source: "Dual Cross-Attention Model Optimizations" (documents/001_128d0a2e45dbf7cd.txt), usage section:
 `DualAttentionModel(backbone_name, num_classes, task_type, cache_attention_rollout, top_k_ratio)`,
 `model(images, paired_images)` returning 'sa_logits', 'glca_logits' and (training only) 'pwca_logits';
 `get_cache_stats()`, `clear_attention_cache()`; the rollout cache is used in eval mode only.

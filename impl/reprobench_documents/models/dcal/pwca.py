@@ -1,6 +1,6 @@
 """Pair-wise cross-attention (PWCA), before and after the weight-sharing change — DCAL-01..04.
 
-Source: "Dual Cross-Attention Model Optimizations" (001_128d0a2e45dbf7cd.txt), §1. PWCA (Zhu et al.
+Source: "Dual Cross-Attention Model Optimizations" (documents/001_128d0a2e45dbf7cd.txt), §1. PWCA (Zhu et al.
 2022): the queries of image 1 attend to the concatenated keys and values of images 1 and 2,
 softmax(Q₁[K₁;K₂]ᵀ/√d)[V₁;V₂], with the SA block's projections (weights shared with SA).
 

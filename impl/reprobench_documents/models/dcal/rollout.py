@@ -1,6 +1,6 @@
 """Attention rollout for GLCA — DCAL-05 (cost), DCAL-11 (what GLCA needs from it).
 
-Source: "Dual Cross-Attention Model Optimizations" (001_128d0a2e45dbf7cd.txt), §2: rollout is
+Source: "Dual Cross-Attention Model Optimizations" (documents/001_128d0a2e45dbf7cd.txt), §2: rollout is
 "matrix multiplications across all layers: O(L × N³)", computed for every GLCA forward pass.
 
 Formula (Abnar & Zuidema 2020, as DCAL uses it): per layer l, fuse heads by their mean, add the

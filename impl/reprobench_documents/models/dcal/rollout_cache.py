@@ -1,6 +1,6 @@
 """Rollout caches: the documented statistics-hash cache, and an exact one — DCAL-06, -07, -08.
 
-Source: "Dual Cross-Attention Model Optimizations" (001_128d0a2e45dbf7cd.txt), §2: in eval mode,
+Source: "Dual Cross-Attention Model Optimizations" (documents/001_128d0a2e45dbf7cd.txt), §2: in eval mode,
 key = md5 of per-layer statistics formatted to 6 decimals (`mean_{:.6f}`, `std_{:.6f}`, "... other
 statistics"), a hit returns the stored rollout, "LRU-style cache with configurable size limits",
 hit/miss counters behind `get_cache_stats` / `clear_attention_cache`.

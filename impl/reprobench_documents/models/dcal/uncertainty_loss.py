@@ -1,6 +1,6 @@
 """Uncertainty-weighted multi-task loss (Kendall, Gal & Cipolla, CVPR 2018) — DCAL-10.
 
-Source: "Dual Cross-Attention Model Optimizations" (001_128d0a2e45dbf7cd.txt), §3 and the usage
+Source: "Dual Cross-Attention Model Optimizations" (documents/001_128d0a2e45dbf7cd.txt), §3 and the usage
 example: `UncertaintyWeightedLoss(num_tasks=3)` balances the SA, GLCA and PWCA losses, returns a dict
 with 'total_loss', and `get_current_weights()` reports '<task>_weight'.
 
