@@ -8,6 +8,7 @@ decide_speedup / fit_exponent_estimate, so a bare `compare_interleaved(...).spee
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def test_no_verdict_is_typed_in(path):
 def test_every_experiment_module_is_checked():
     from reprobench.claims.experiment import load_experiments
 
-    modules = {Path(fn.__code__.co_filename) for fn in load_experiments().values()}
+    modules = {Path(inspect.unwrap(fn).__code__.co_filename) for fn in load_experiments().values()}
     assert modules and modules <= set(SOURCES)
 
 
