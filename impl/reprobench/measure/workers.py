@@ -145,7 +145,10 @@ def serve(preload: tuple[str, ...] = ()) -> None:
         _, status = os.waitpid(pid, 0)
         if not data:
             data = pickle.dumps(("error", f"worker process died without a result (wait status {status})"))
-        _write_message(replies, data)
+        try:
+            _write_message(replies, data)
+        except BrokenPipeError:  # the parent gave up on this round (interrupted, timed out) and closed the pipe
+            return
 
 
 # --- the parent's side ---------------------------------------------------------------------------------
