@@ -30,6 +30,22 @@ def test_each_round_runs_in_its_own_fresh_process_with_rebuilt_tensors():
     assert float(captured.sum()) == 0.0
 
 
+def test_consecutive_rounds_come_from_separately_execd_servers_with_their_own_layout_and_hash_seed():
+    # What a fork cannot re-draw (where libtorch's code and the heap start, the string hash seed) differs
+    # between exec'd servers: the first look's rounds each come from a different one.
+    def layout():
+        import ctypes
+        return os.getppid(), hash("reprobench"), ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "Py_Version"))
+
+    run_once, _ = workers.per_process(layout)
+    rounds = [run_once() for _ in range(workers.POOL_SIZE)]
+    assert len({server for server, _, _ in rounds}) == workers.POOL_SIZE
+    assert len({seed for _, seed, _ in rounds}) > 1
+    assert len({address for _, _, address in rounds}) > 1
+    again = run_once()  # the pool's size is reached: the rotation starts over
+    assert again[0] == rounds[0][0]
+
+
 def test_a_failing_round_raises_with_the_worker_traceback():
     def task():
         raise ValueError("boom inside the round")

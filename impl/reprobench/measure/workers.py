@@ -7,18 +7,20 @@ here, 11.5% of same-quantity 95% interval pairs from separate runs did not overl
 for calibrated intervals. pyperf spawns 20 worker processes for the same reason, and asv's `rounds`
 are processes.
 
-Each round therefore runs in a worker forked from a clean fork server: one interpreter, exec'd once
-per run, that imports torch and never computes, so a worker starts in milliseconds, its start-up is
-never on the clock, and its thread pool is fresh (forking a process whose OpenMP pool has run would
-hang a multi-threaded worker). A worker:
+Each round therefore runs in a worker forked from a clean fork server: an interpreter, exec'd at the
+start of a run, that imports torch and never computes, so a worker starts in milliseconds, its start-up
+is never on the clock, and its thread pool is fresh (forking a process whose OpenMP pool has run would
+hang a multi-threaded worker). There are `POOL_SIZE` servers, each exec'd on its own, and rounds rotate
+across them, so the first look's seven rounds come from seven different address layouts (ASLR: where
+libtorch's code and the heap start) and string hash seeds -- what a fork cannot re-draw, and what made
+one run's intervals miss the next run's estimates while every round shared one server. A worker:
 - rebuilds every tensor and module the timed callables capture (they are sent with cloudpickle), so
   inputs and weights land at new addresses and on new pages;
 - first allocates a spacer of random size, so the rebuilt tensors do not fall in the same place in
   every worker;
 - has its own allocator state and thread pool, and warms up before it times.
-What a worker does NOT re-randomize: the fork server's address layout (ASLR) and string hash seed are
-shared by the workers of one run (they differ from run to run). A fork cannot re-draw them; an exec
-per round would cost an interpreter and a torch import (seconds) per sample.
+Rounds beyond the pool's size reuse its layouts (round 8 shares server 1's); an exec per round would
+cost an interpreter and a torch import (seconds) per sample.
 
 A callable that cannot be pickled (a torch.compile'd function, a weakref) runs in this process; the
 decision's method then says so, and its interval covers only what varies within one process.
@@ -45,8 +47,11 @@ IN_PROCESS = "all rounds in this process"
 READY = b"ready"  # the server's first message: imports done, workers can be forked
 SPACER_MAX_BYTES = 8 << 20  # the random spacer: up to 8 MiB shifts every later allocation, mmap'd ones included
 
+POOL_SIZE = 7  # exec'd fork servers; rounds rotate across them (the sequential sampling's first look is 7 rounds)
+
 _lock = threading.Lock()
-_server: "subprocess.Popen | None" = None
+_servers: "list[subprocess.Popen | None]" = []
+_next_server = 0
 _forced_in_process: list[bool] = []
 
 
@@ -166,45 +171,58 @@ def _plugin_modules() -> list[str]:
     return [p.module for p in getattr(plugins, "LOADED_PLUGINS", [])]
 
 
-def _start_server() -> subprocess.Popen:
+def _server_command() -> tuple[list[str], dict]:
     env = dict(os.environ)
-    env.pop("PYTHONHASHSEED", None)  # each run's server draws its own hash seed
+    env.pop("PYTHONHASHSEED", None)  # each server draws its own hash seed
     # The parent's import path, so a callable pickled by reference (a test module's function) imports there.
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     preload = ",".join(_preload_modules())
     command = (f"from reprobench.measure.workers import serve; serve(tuple(filter(None, {preload!r}.split(','))))")
-    server = subprocess.Popen([sys.executable, "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-    if _read_message(server.stdout) != READY:
-        server.kill()
-        server.wait()
-        raise WorkerError(f"the fork server did not start (exit code {server.poll()}); see the messages above")
-    return server
+    return [sys.executable, "-c", command], env
 
 
-def _ensure_server() -> subprocess.Popen:
-    """The running fork server, started (and waited for) now if needed: its start-up is never on a clock."""
-    global _server
+def _start_servers(count: int) -> list[subprocess.Popen]:
+    """Exec `count` fork servers at once (their imports overlap) and wait until each says it is ready."""
+    command, env = _server_command()
+    started = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env) for _ in range(count)]
+    for server in started:
+        if _read_message(server.stdout) != READY:
+            for other in started:
+                other.kill()
+                other.wait()
+            raise WorkerError(f"a fork server did not start (exit code {server.poll()}); see the messages above")
+    return started
+
+
+def _ensure_servers() -> None:
+    """The pool of running fork servers, any missing one started (and waited for) now: their start-up is never
+    on a decision's clock (per_process calls this before handing out run_once)."""
+    global _servers
     with _lock:
-        if _server is None or _server.poll() is not None:
-            _server = _start_server()
+        if len(_servers) != POOL_SIZE:
+            _servers = [None] * POOL_SIZE
             atexit.register(shutdown)
-        return _server
+        missing = [i for i, server in enumerate(_servers) if server is None or server.poll() is not None]
+        for i, server in zip(missing, _start_servers(len(missing)) if missing else []):
+            _servers[i] = server
 
 
 def _run_in_worker(payload: bytes) -> Any:
-    global _server
-    _ensure_server()
+    global _next_server
+    _ensure_servers()
     with _lock:
-        server = _server
+        index = _next_server % POOL_SIZE
+        _next_server += 1
+        server = _servers[index]
         try:
             _write_message(server.stdin, payload)
             reply = _read_message(server.stdout)
         except BaseException:
             server.kill()  # a half-sent task or half-read reply leaves the protocol out of step
-            _server = None
+            _servers[index] = None
             raise
         if reply is None:
-            _server = None
+            _servers[index] = None
             raise WorkerError(f"the fork server exited (code {server.poll()}) without a result")
     status, value = pickle.loads(reply)
     if status != "ok":
@@ -213,21 +231,23 @@ def _run_in_worker(payload: bytes) -> Any:
 
 
 def shutdown() -> None:
-    """Stop the fork server (it also stops by itself when this process exits and its stdin closes)."""
-    global _server
+    """Stop the fork servers (each also stops by itself when this process exits and its stdin closes)."""
+    global _servers
     with _lock:
-        if _server is not None:
-            if _server.poll() is None:
-                _server.stdin.close()
+        for server in _servers:
+            if server is None:
+                continue
+            if server.poll() is None:
+                server.stdin.close()
                 try:
-                    _server.wait(10)
+                    server.wait(10)
                 except subprocess.TimeoutExpired:
-                    _server.kill()
-                    _server.wait()
-            for stream in (_server.stdin, _server.stdout):
+                    server.kill()
+                    server.wait()
+            for stream in (server.stdin, server.stdout):
                 if stream is not None and not stream.closed:
                     stream.close()
-        _server = None
+        _servers = []
 
 
 def caller_state() -> dict:
@@ -280,7 +300,7 @@ def per_process(task: Callable[[], T]) -> tuple[Callable[[], T], str]:
     except Exception as exc:
         return task, f"{IN_PROCESS} (the timed callables cannot be sent to a worker: {type(exc).__name__}: {exc})"
 
-    _ensure_server()
+    _ensure_servers()
 
     def run_once() -> T:
         return _run_in_worker(payload)
