@@ -53,3 +53,24 @@ def assert_float64_need_matches_rule(claim_id: str, outcome) -> None:
     declared, stated = "float64" in declaration(claim_id).needs, "float64" in outcome.rule
     assert declared == stated, (f"{claim_id}: the rule {'states' if stated else 'does not state'} float64 but the "
                                 f"declaration's needs are {declaration(claim_id).needs!r}: {outcome.rule}")
+
+
+def run_quick(claim_id: str, tmp_path, device: str = "cpu"):
+    """The claim's experiment once, in quick mode, on `device` (through its declaration's wrapper)."""
+    import torch
+
+    from reprobench.claims.experiment import RunContext, load_experiments
+
+    return load_experiments()[claim_id](RunContext(quick=True, device=torch.device(device), figures_dir=tmp_path))
+
+
+def quick_outcomes(tmp_path_factory):
+    """claim_id -> its quick outcome on the CPU, each experiment run once: the claim tests' module fixture."""
+    cache = {}
+
+    def get(claim_id):
+        if claim_id not in cache:
+            cache[claim_id] = run_quick(claim_id, tmp_path_factory.mktemp(claim_id))
+        return cache[claim_id]
+
+    return get
