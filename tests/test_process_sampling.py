@@ -241,6 +241,18 @@ def test_a_worker_runs_under_the_callers_deterministic_mode_and_matmul_precision
     assert run_once() == (False, "highest")
 
 
+def test_a_round_does_not_reset_modes_that_already_match(monkeypatch):
+    # The first use_deterministic_algorithms call in a process costs about a second: a worker whose modes
+    # already match the caller's must not pay it on every round.
+    def refuse(*args, **kwargs):
+        raise AssertionError("a mode that already matched was set again")
+
+    state = workers.caller_state()
+    for setter in ("use_deterministic_algorithms", "set_default_dtype", "set_float32_matmul_precision"):
+        monkeypatch.setattr(torch, setter, refuse)
+    assert workers._InCallerState(lambda: "ran", state)() == "ran"
+
+
 def test_an_in_place_update_of_a_leaf_times_under_no_grad_as_it_would_here():
     weight = torch.nn.Parameter(torch.ones(3))
 
