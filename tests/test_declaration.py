@@ -113,3 +113,18 @@ def test_the_documents_declare_sizes_needs_and_timing_where_they_measure():
     assert len(ids) >= 50
     assert any(declaration(cid).needs == ("float64",) for cid in ids)
     assert any(declaration(cid).timed for cid in ids)
+
+
+def test_sizes_read_by_one_claim_do_not_mark_the_next(scratch_claims, tmp_path, monkeypatch):
+    # The runner shares one context across claims; a claim whose experiment is not wrapped by a declaration
+    # (a plain function) must not inherit the sizes the claim before it read at other values.
+    toy, _ = _declare("TOY-01", sizes={"full": {"n": 4096}, "quick": {"n": 256}})
+
+    def plain(ctx):
+        return Outcome(decisions=[decide("error", 0.0, at_most=1e-6)], claimed="toy", measured={},
+                       rule="error <= 1e-06", evidence="toy")
+
+    experiment("TOY-05", text="toy", source="tests")(plain)  # in the ledger; the runner gets the bare function
+    monkeypatch.setattr("reprobench.claims.runner.load_experiments", lambda: {"TOY-01": toy, "TOY-05": plain})
+    first, second = run_claims(["TOY-01", "TOY-05"], quick=True, device="cpu", figures_dir=tmp_path)
+    assert first["verdict"] == "unjudged" and second["verdict"] == "holds"

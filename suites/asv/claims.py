@@ -161,12 +161,6 @@ def _run_once(fn, claim_id: str, quick: bool):
         return outcome, ctx, time.perf_counter() - start
 
 
-def measured_at_other_size(ctx: RunContext) -> bool:
-    """Whether a quick run measured at other sizes than the full run would: it branched on `ctx.quick`, or
-    read a declared size whose quick value differs from its full one."""
-    return bool(getattr(ctx, "quick_read", False) or object.__getattribute__(ctx, "sizes").read_at_other_size)
-
-
 def measure_headline(fn, claim_id: str, exact_before: bool = False) -> dict:
     """The claim's headline figure: {"point", "quantity", "size", "seconds"}, or {"skip": reason} when there is
     nothing to track (no decision, over budget), or {"error": message} when the experiment raised.
@@ -178,7 +172,7 @@ def measure_headline(fn, claim_id: str, exact_before: bool = False) -> dict:
         if decision is None:
             return {"skip": f"{claim_id}: no decision to track ({outcome.verdict}: {outcome.evidence})"}
         if decision.estimate.exact and not exact_before:
-            if measured_at_other_size(ctx):
+            if ctx.measured_at_other_sizes():
                 size = "full"
                 outcome, _, full_seconds = _run_once(fn, claim_id, quick=False)
                 seconds += full_seconds

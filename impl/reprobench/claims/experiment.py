@@ -47,6 +47,11 @@ class RunContext:
             object.__setattr__(self, "quick_read", True)
         return object.__getattribute__(self, name)
 
+    def measured_at_other_sizes(self) -> bool:
+        """Whether this run measured at other sizes than a full run would: the experiment branched on `quick`,
+        or read a declared size whose quick value differs from its full one."""
+        return bool(getattr(self, "quick_read", False) or self.sizes.read_at_other_size)
+
     def figure_path(self, name: str) -> Path:
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         return self.figures_dir / name
@@ -162,11 +167,16 @@ FLOAT64_DEVICES_MISSING = ("mps",)  # devices without float64 kernels
 NEEDS = ("float64",)  # what an experiment can declare it needs of the device
 
 
-def float64_unavailable(ctx: RunContext) -> str | None:
-    """Why a float64 experiment cannot run on ctx.device (its tolerances assume float64), or None."""
-    if ctx.device.type in FLOAT64_DEVICES_MISSING:
-        return f"{ctx.device.type} has no float64; this check's tolerances assume float64"
+def _no_float64(device: torch.device) -> str | None:
+    if device.type in FLOAT64_DEVICES_MISSING:
+        return f"{device.type} has no float64; this check's tolerances assume float64"
     return None
+
+
+def float64_unavailable(ctx: RunContext) -> str | None:
+    """Why a float64 experiment cannot run on ctx.device (its tolerances assume float64), or None. A claim
+    that always needs float64 declares `needs=("float64",)` instead; this is for an optional float64 part."""
+    return _no_float64(ctx.device)
 
 
 def not_checkable(claimed: str, rule: str, reason: str, deviations=()) -> Outcome:
@@ -205,9 +215,7 @@ class Declaration:
 
     def unmet_need(self, device: torch.device) -> str | None:
         """Why this claim cannot be measured on `device` (a declared need it lacks), or None."""
-        if "float64" in self.needs and device.type in FLOAT64_DEVICES_MISSING:
-            return f"{device.type} has no float64; this check's tolerances assume float64"
-        return None
+        return _no_float64(device) if "float64" in self.needs else None
 
 
 _DECLARATIONS: dict[str, Declaration] = {}

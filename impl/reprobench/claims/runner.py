@@ -98,6 +98,9 @@ def _run(ids, experiments, ctx, progress) -> list[dict]:
             try:
                 torch.set_num_threads(MEASURE_THREADS)  # every experiment starts pinned, whatever the last one did
                 object.__setattr__(ctx, "quick_read", False)
+                # This claim's sizes (its declaration's wrapper sets the same): nothing read by the last claim
+                # carries over to one whose experiment is not wrapped.
+                object.__setattr__(ctx, "sizes", declaration(claim_id).sizes(object.__getattribute__(ctx, "quick")))
                 outcome = fn(ctx)
                 if not isinstance(outcome, Outcome):
                     raise TypeError(f"experiment returned {type(outcome).__name__}, expected an Outcome")
@@ -109,7 +112,7 @@ def _run(ids, experiments, ctx, progress) -> list[dict]:
                 if sizes:
                     result["sizes"] = sizes.for_mode()
                 other = sizes.read_at_other_size
-                if (object.__getattribute__(ctx, "quick") and (getattr(ctx, "quick_read", False) or other)
+                if (object.__getattribute__(ctx, "quick") and ctx.measured_at_other_sizes()
                         and not declared.quick_judged and outcome.verdict in DECIDED_VERDICTS):
                     # A quick run measured this claim at other sizes than its rule speaks of: its figures are
                     # shown, its verdict withheld, so a quick report never contradicts a full one.

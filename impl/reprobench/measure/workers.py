@@ -203,7 +203,7 @@ def _ensure_servers() -> None:
             _servers = [None] * POOL_SIZE
             atexit.register(shutdown)
         missing = [i for i, server in enumerate(_servers) if server is None or server.poll() is not None]
-        for i, server in zip(missing, _start_servers(len(missing)) if missing else []):
+        for i, server in zip(missing, _start_servers(len(missing))):
             _servers[i] = server
 
 
